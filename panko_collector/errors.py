@@ -1,0 +1,88 @@
+"""The one exception hierarchy of panko-collector.
+
+Library errors (SQLAlchemy, kombu, PyYAML) are translated into these where
+they enter our code, so callers never need to know which library failed.
+The split that matters to callers is *transient* versus *permanent*:
+
+    PankoCollectorError
+    ├── ConfigError               permanent: the configuration cannot work
+    │   ├── DefinitionsError      the event definitions file cannot be loaded
+    │   └── UnsupportedBackend    a database URL scheme we have no driver for
+    ├── DecodeError               permanent, per message: a body that is not a notification
+    ├── StorageError              a database operation failed
+    │   ├── StorageUnavailable    transient: connection refused or lost; retry the same work
+    │   └── InvalidMarker         a pagination marker names no stored event
+    └── BrokerError               a RabbitMQ operation failed
+        ├── BrokerUnavailable     transient: connection refused or lost; reconnect
+        └── QueueMismatch         permanent: a queue exists with other arguments
+
+Transient errors mean "nothing was lost, try the same thing again later";
+permanent ones mean "retrying will fail the same way".
+"""
+
+from __future__ import annotations
+
+
+class PankoCollectorError(Exception):
+    """Base class of every error panko-collector raises on purpose."""
+
+
+class TransientError(PankoCollectorError):
+    """Mixin marker: the operation may succeed if retried later unchanged."""
+
+
+class ConfigError(PankoCollectorError):
+    """The configuration cannot work; start-up stops with this message."""
+
+
+class DefinitionsError(ConfigError):
+    """The event definitions file cannot be loaded.
+
+    The message names the file, the YAML line where known, and the definition.
+    """
+
+
+class UnsupportedBackend(ConfigError):
+    """A database URL whose scheme no storage driver handles."""
+
+
+class DecodeError(PankoCollectorError):
+    """A message body that cannot become a notification.
+
+    ``reason`` is a short stable code (``not-utf8``, ``not-json``,
+    ``not-object``, ``no-event-type``, ...) used for dead-letter headers and
+    metric labels; the message text says what exactly was wrong.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class StorageError(PankoCollectorError):
+    """A database operation failed."""
+
+
+class StorageUnavailable(StorageError, TransientError):
+    """The database refused or lost the connection; nothing was committed."""
+
+
+class InvalidMarker(StorageError):
+    """A pagination marker that names no stored event."""
+
+
+class BrokerError(PankoCollectorError):
+    """A RabbitMQ operation failed."""
+
+
+class BrokerUnavailable(BrokerError, TransientError):
+    """The broker refused or lost the connection."""
+
+
+class QueueMismatch(BrokerError):
+    """RabbitMQ refused a queue declaration (PRECONDITION_FAILED).
+
+    The queue exists with other arguments (durability, type, auto-delete)
+    than ours; the message names the queue and the option to change.
+    """

@@ -1,0 +1,62 @@
+"""Plain data of the event store: events and their typed traits.
+
+Names and type codes are Panko's, so its users and tools recognise them.
+Datetimes are naive UTC throughout.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(slots=True)
+class Trait:
+    """One typed, named value of an event."""
+
+    NONE_TYPE: ClassVar[int] = 0
+    TEXT_TYPE: ClassVar[int] = 1
+    INT_TYPE: ClassVar[int] = 2
+    FLOAT_TYPE: ClassVar[int] = 3
+    DATETIME_TYPE: ClassVar[int] = 4
+
+    #: Panko's names of the types, as used by the API and trait filters.
+    type_names: ClassVar[dict[int, str]] = {
+        NONE_TYPE: "none",
+        TEXT_TYPE: "string",
+        INT_TYPE: "integer",
+        FLOAT_TYPE: "float",
+        DATETIME_TYPE: "datetime",
+    }
+
+    name: str
+    dtype: int
+    value: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "value": self.value}
+
+
+@dataclass(slots=True)
+class Event:
+    """One notification, as stored: its identity, type, time and traits.
+
+    ``raw`` holds the whole notification when the configuration keeps it
+    for this priority, else ``{}``.
+    """
+
+    message_id: str
+    event_type: str
+    generated: datetime.datetime
+    traits: list[Trait] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "event_type": self.event_type,
+            "generated": self.generated,
+            "traits": [t.as_dict() for t in self.traits],
+            "raw": self.raw,
+        }
