@@ -136,16 +136,17 @@ class Converter:
         body = notification.listener_body(
             generated if notification.raw_timestamp is None else None)
         traits = []
+        text_type = models.Trait.TEXT_TYPE
         for tdef in edef.traits:
             value = None
             try:
-                value = tdef.extract(body)
+                value = tdef.get(body)
                 if value is None:
                     continue
                 # Services send '' for unset values (dates especially).
-                if value == "" and tdef.dtype != models.Trait.TEXT_TYPE:
+                if value == "" and tdef.dtype != text_type:
                     continue
-                traits.append(models.Trait(tdef.name, tdef.dtype, tdef.convert(value)))
+                traits.append(models.Trait(tdef.name, tdef.dtype, tdef.to_value(value)))
             except Exception as exc:  # one bad trait must not cost the event
                 self._trait_error(event_type, tdef.name, value, exc)
         raw = body if notification.priority in self.store_raw else {}
