@@ -45,7 +45,8 @@ OPTS = [
                     default=[],
                     help="Priorities (info, error, warn, ...) whose whole notification "
                          "is kept in the event's raw field; other events get {}. "
-                         "Repeat the option or separate priorities with commas."),
+                         "Repeat the option or separate priorities with commas; "
+                         "* keeps every notification."),
 ]
 
 #: Signature of the trait error callback: (event_type, trait, value, error).
@@ -96,7 +97,9 @@ class Converter:
         if not drop_unmatched and not any(d.is_catchall for d in self.definitions):
             self.definitions.append(catchall_definition())
         self.drop_unmatched = drop_unmatched
-        self.store_raw = frozenset(p.strip().lower() for p in store_raw if p.strip())
+        #: Priorities whose events keep the whole notification; "*" is all.
+        self.store_raw = frozenset(
+            p.strip().lower() for value in store_raw for p in value.split(",") if p.strip())
         self.on_trait_error = on_trait_error
         self._cache: dict[str, Any] = {}
 
@@ -104,10 +107,9 @@ class Converter:
     def from_conf(cls, conf: cfg.ConfigOpts,
                   on_trait_error: TraitErrorCallback | None = None) -> Converter:
         """Build from the ``[event]`` options; raises DefinitionsError."""
-        store_raw = [p for value in conf.event.store_raw for p in value.split(",")]
         return cls(load_definitions(resolve_definitions_file(conf)),
                    drop_unmatched=conf.event.drop_unmatched_notifications,
-                   store_raw=store_raw, on_trait_error=on_trait_error)
+                   store_raw=conf.event.store_raw, on_trait_error=on_trait_error)
 
     def definition_for(self, event_type: str) -> EventDefinition | None:
         """The definition that converts ``event_type`` (cached), or None."""
@@ -149,7 +151,9 @@ class Converter:
                 traits.append(models.Trait(tdef.name, tdef.dtype, tdef.to_value(value)))
             except Exception as exc:  # one bad trait must not cost the event
                 self._trait_error(event_type, tdef.name, value, exc)
-        raw = body if notification.priority in self.store_raw else {}
+        store_raw = self.store_raw
+        raw = body if store_raw and (notification.priority in store_raw
+                                     or "*" in store_raw) else {}
         return models.Event(notification.message_id, event_type, generated, traits, raw)
 
     def _trait_error(self, event_type: str, trait: str, value: Any, exc: Exception) -> None:
