@@ -151,3 +151,10 @@ def test_parse_definitions_from_python() -> None:
     (definition,) = parse_definitions([{"event_type": ["!a.*"], "traits": {}}])
     assert definition.match_type("b") and not definition.match_type("a.x")
     assert not definition.is_catchall
+
+
+def test_readme_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("## Event definitions")[1].split("```yaml")[1].split("```")[0]
+    definitions = load_definitions(write(tmp_path, example))
+    assert [d.event_types for d in definitions][1] == ["compute.instance.create.end"]
