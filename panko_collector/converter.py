@@ -138,19 +138,19 @@ class Converter:
         body = notification.listener_body(
             generated if notification.raw_timestamp is None else None)
         traits = []
-        text_type = models.Trait.TEXT_TYPE
-        for tdef in edef.traits:
+        trait = models.Trait
+        for name, dtype, not_text, get, to_value in edef.plan:
             value = None
             try:
-                value = tdef.get(body)
+                value = get(body)
                 if value is None:
                     continue
                 # Services send '' for unset values (dates especially).
-                if value == "" and tdef.dtype != text_type:
+                if not_text and value == "":
                     continue
-                traits.append(models.Trait(tdef.name, tdef.dtype, tdef.to_value(value)))
+                traits.append(trait(name, dtype, to_value(value)))
             except Exception as exc:  # one bad trait must not cost the event
-                self._trait_error(event_type, tdef.name, value, exc)
+                self._trait_error(event_type, name, value, exc)
         store_raw = self.store_raw
         raw = body if store_raw and (notification.priority in store_raw
                                      or "*" in store_raw) else {}

@@ -383,6 +383,9 @@ class EventDefinition:
         for name, trait_cfg in traits.items():
             merged[str(name)] = trait_cfg
         self.traits = [TraitDefinition(name, trait_cfg) for name, trait_cfg in merged.items()]
+        #: What the converter's loop needs of each trait, without attribute lookups.
+        self.plan = tuple((t.name, t.dtype, t.dtype != Trait.TEXT_TYPE, t.get, t.to_value)
+                          for t in self.traits)
 
     def match_type(self, event_type: str) -> bool:
         return (any(m(event_type) for m in self._included)
