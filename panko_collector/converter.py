@@ -163,4 +163,7 @@ class Converter:
         LOG.warning("Event %s: trait %s dropped, value %s does not convert: %s",
                     event_type, trait, shown, exc)
         if self.on_trait_error is not None:
-            self.on_trait_error(event_type, trait, value, exc)
+            try:
+                self.on_trait_error(event_type, trait, value, exc)
+            except Exception:  # a broken counter must not cost the event either
+                LOG.exception("on_trait_error callback failed")

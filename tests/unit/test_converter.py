@@ -428,3 +428,12 @@ def test_whole_corpus_converts_with_ceilometer_definitions(corpus_dir: Path) -> 
         json.dumps([t.as_dict() for t in event.traits], default=str)
         seen += 1
     assert seen == 584
+
+
+def test_a_failing_callback_does_not_cost_the_event() -> None:
+    def broken(*args: Any) -> None:
+        raise RuntimeError("counter broke")
+
+    conv = converter(VALUES, on_trait_error=broken)
+    got = traits(convert(conv, notification(payload={"int_str": "abc", "int": 1})))
+    assert "int_str" not in got and got["float_int"] == (Trait.FLOAT_TYPE, 1.0)
