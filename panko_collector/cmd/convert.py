@@ -73,7 +73,7 @@ def _items(name: str, data: bytes) -> Iterator[tuple[str, Any]]:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         lines = [(n, line) for n, line in enumerate(data.split(b"\n"), 1) if line.strip()]
-        if len(lines) > 1:
+        if len(lines) > 1 and _looks_like_lines(exc, lines[0][1]):
             for number, line in lines:
                 yield f"{name}:{number}", line
             return
@@ -86,6 +86,17 @@ def _items(name: str, data: bytes) -> Iterator[tuple[str, Any]]:
             yield f"{name}[{index}]", item
     else:
         yield name, doc
+
+
+def _looks_like_lines(exc: Exception, first: bytes) -> bool:
+    """Several documents one per line, or one broken (pretty-printed) document?"""
+    if not isinstance(exc, json.JSONDecodeError) or exc.msg == "Extra data":
+        return True
+    try:
+        json.loads(first)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _read(path: str, stdin: TextIO) -> bytes:
