@@ -20,6 +20,10 @@ convert, panko-collector keeps the event without that trait (a deliberate
 difference): the oracle then reports, trait by trait, what Ceilometer would
 have produced, and ours must be exactly that.
 
+A second test does the same over the corpus with leaf values swapped for
+tricky ones at a fixed seed (numbers as strings, odd dates, containers, long
+text), where the plain corpus has too few values that do not convert.
+
 Needs the corpus and PyPI (once, to build the cached environment): skipped
 without them, failed under CI=true.
 """
@@ -31,7 +35,9 @@ import datetime
 import fcntl
 import hashlib
 import json
+import math
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -237,6 +243,19 @@ def _theirs(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _same(a: tuple[int, Any], b: tuple[int, Any]) -> bool:
+    """Same trait type and value, and the value's Python type too.
+
+    1 == 1.0 == True would otherwise hide a difference the database sees;
+    NaN (a float trait may hold one) equals itself here.
+    """
+    if a[0] != b[0] or type(a[1]) is not type(b[1]):
+        return False
+    if isinstance(a[1], float) and math.isnan(a[1]):
+        return math.isnan(b[1])
+    return bool(a[1] == b[1])
+
+
 def _diff(ceilometer: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
     """What differs between two events, field by field and trait by trait."""
     diff: dict[str, Any] = {}
@@ -245,10 +264,8 @@ def _diff(ceilometer: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
             diff[key] = {"ceilometer": ceilometer[key], "ours": ours[key]}
     theirs_t, ours_t = ceilometer["traits"], ours["traits"]
     for name in sorted(theirs_t.keys() | ours_t.keys()):
-        # Compare the type and the value, and the value's Python type too:
-        # 1 == 1.0 == True would otherwise hide a difference the database sees.
         a, b = theirs_t.get(name), ours_t.get(name)
-        if a is None or b is None or a != b or type(a[1]) is not type(b[1]):
+        if a is None or b is None or not _same(a, b):
             diff.setdefault("traits", {})[name] = {"ceilometer": a, "ours": b}
     return diff
 
@@ -256,35 +273,24 @@ def _diff(ceilometer: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
 #: Every priority oslo.messaging knows, to keep every raw notification.
 ALL_PRIORITIES = ["audit", "debug", "info", "warn", "error", "critical", "sample"]
 
+OWN_DEFINITIONS = REPO / "etc" / "panko-collector" / "event_definitions.yaml"
 
-@pytest.mark.parametrize(("definitions", "options"), [
-    pytest.param("ceilometer", {}, id="ceilometer-defaults"),
-    pytest.param("ceilometer", {"drop_unmatched_notifications": True,
-                                "store_raw": ALL_PRIORITIES}, id="ceilometer-drop-store-raw"),
-    pytest.param("own", {}, id="own-defaults"),
-])
-def test_every_notification_ceilometer_converts_gives_the_same_event(
-        corpus_dir: Path, ceilometer_python: Path, definitions: str,
-        options: dict[str, Any]) -> None:
-    """Ceilometer's shipped definitions (the acceptance test), and ours.
 
-    With Ceilometer's defaults, then with unmatched notifications dropped and
-    every raw notification kept (so ``raw`` is compared too). Our own file
-    is run through Ceilometer as well: it proves the file means the same to
-    both (operators may share it), and it exercises paths Ceilometer's file
-    has none of (quoted ``'nova_object.data'`` keys, ``split(:, ...)``).
-    """
-    from panko_collector import decoder, errors
+def _converter(definitions_file: Path, options: dict[str, Any]) -> Any:
     from panko_collector.converter import Converter
     from panko_collector.definitions import load_definitions
 
-    definitions_file = (corpus_dir / "event_definitions.yaml" if definitions == "ceilometer"
-                        else REPO / "etc" / "panko-collector" / "event_definitions.yaml")
-    converter = Converter(load_definitions(definitions_file),
-                          drop_unmatched=options.get("drop_unmatched_notifications", False),
-                          store_raw=options.get("store_raw", ()))
-    cases = _corpus_cases(corpus_dir)
+    return Converter(load_definitions(definitions_file),
+                     drop_unmatched=options.get("drop_unmatched_notifications", False),
+                     store_raw=options.get("store_raw", ()))
 
+
+def _compare(python: Path, definitions_file: Path, options: dict[str, Any],
+             cases: list[tuple[str, dict[str, Any]]]) -> tuple[Counter[str], list[Any]]:
+    """Convert every case on both sides; the counts and the mismatches."""
+    from panko_collector import decoder, errors
+
+    converter = _converter(definitions_file, options)
     mismatches: list[dict[str, Any]] = []
     items: list[dict[str, Any]] = []
     ours: list[Any] = []
@@ -308,7 +314,7 @@ def test_every_notification_ceilometer_converts_gives_the_same_event(
             our_event.raw = {**our_event.raw, "metadata": body["metadata"]}
         ours.append(our_event)
 
-    results = run_oracle(ceilometer_python, definitions_file, items, **options)
+    results = run_oracle(python, definitions_file, items, **options)
 
     counts: Counter[str] = Counter()
     for name, item, our_event, result in zip(names, items, ours, results, strict=True):
@@ -360,20 +366,98 @@ def test_every_notification_ceilometer_converts_gives_the_same_event(
                 counts["same event less the failing traits"] += 1
 
     counts["matched"] = counts["compared"] - sum("decode_error" not in m for m in mismatches)
+    # The corpus must really have been compared, every case of it.
+    assert counts["compared"] + sum("decode_error" in m for m in mismatches) == len(cases)
+    return counts, mismatches
+
+
+def _report(title: str, cases: int, counts: Counter[str], mismatches: list[Any]) -> str:
+    """Print the figures and every mismatch; the failure message if any."""
     summary = ", ".join(f"{k}: {v}" for k, v in counts.items())
-    print(f"\nparity with ceilometer {CEILOMETER_VERSION} on {definitions_file} {options}: "
-          f"{summary}, "
-          f"mismatches: {len(mismatches)}")
+    print(f"\n{title}: {summary}, mismatches: {len(mismatches)}")
     for mismatch in mismatches:
         print(json.dumps(mismatch, default=str, sort_keys=True))
-
-    # Guard against a vacuous pass: the corpus must really have been compared,
-    # and Ceilometer must really have produced events with specific traits.
-    assert counts["compared"] + sum("decode_error" in m for m in mismatches) == len(cases)
-    assert counts["identical event, with traits beyond the 5 defaults"] >= 100, summary
     shown = "\n".join(json.dumps(m, default=str, sort_keys=True)[:2000]
                       for m in mismatches[:SHOWN_DIFFS])
-    assert not mismatches, (
-        f"{len(mismatches)} of {len(cases)} notifications differ from Ceilometer "
-        f"{CEILOMETER_VERSION} ({summary}); the first {min(SHOWN_DIFFS, len(mismatches))}:\n"
-        f"{shown}")
+    return (f"{len(mismatches)} of {cases} notifications differ ({title}: {summary}); "
+            f"the first {min(SHOWN_DIFFS, len(mismatches))}:\n{shown}")
+
+
+@pytest.mark.parametrize(("definitions", "options"), [
+    pytest.param("ceilometer", {}, id="ceilometer-defaults"),
+    pytest.param("ceilometer", {"drop_unmatched_notifications": True,
+                                "store_raw": ALL_PRIORITIES}, id="ceilometer-drop-store-raw"),
+    pytest.param("own", {}, id="own-defaults"),
+])
+def test_every_notification_ceilometer_converts_gives_the_same_event(
+        corpus_dir: Path, ceilometer_python: Path, definitions: str,
+        options: dict[str, Any]) -> None:
+    """Ceilometer's shipped definitions (the acceptance test), and ours.
+
+    With Ceilometer's defaults, then with unmatched notifications dropped and
+    every raw notification kept (so ``raw`` is compared too). Our own file
+    is run through Ceilometer as well: it proves the file means the same to
+    both (operators may share it), and it exercises paths Ceilometer's file
+    has none of (quoted ``'nova_object.data'`` keys, ``split(:, ...)``).
+    """
+    definitions_file = (corpus_dir / "event_definitions.yaml" if definitions == "ceilometer"
+                        else OWN_DEFINITIONS)
+    cases = _corpus_cases(corpus_dir)
+    counts, mismatches = _compare(ceilometer_python, definitions_file, options, cases)
+    message = _report(f"parity with ceilometer {CEILOMETER_VERSION} on {definitions_file} "
+                      f"{options}", len(cases), counts, mismatches)
+    # Ceilometer must really have produced events with specific traits.
+    assert counts["identical event, with traits beyond the 5 defaults"] >= 100, message
+    assert not mismatches, message
+
+
+#: Values that services send, or that a broken publisher could: numbers as
+#: strings, floats where ints belong, dates in odd formats, containers where
+#: scalars belong, text over 255 characters, NaN.
+TRICKY_VALUES: list[Any] = [
+    "", " ", "40", " 40 ", "4.5", "1e3", "-0", "0x10", "abc", "True", "nan", "inf", "9" * 30,
+    True, False, 0, -1, 2**70, 1.5, 1e300, 1e-7, [], [1, 2], {}, {"a": 1}, None,
+    "2012-10-29T13:42:11Z", "2012-10-29 13:42:11.123456", "2012-10-29T13:42:11+02:00",
+    "2012-10-29T13:42:11.1234567Z", "2012-10-29", "20121029T134211", "2012-10-29T25:00:00",
+    "2016-08-19 10:20:49+00:00", "2012-10-29T13:42:11-0530", "12:00", "1351518131",
+    "x" * 300, "\u00e9" * 300, "a\u0000b", "2012-13-01T00:00:00", "2012-10-29 13:42",
+]
+
+
+def _mutate(value: Any, rng: random.Random, rate: float) -> Any:
+    if isinstance(value, dict):
+        return {k: _mutate(v, rng, rate) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mutate(v, rng, rate) for v in value]
+    return rng.choice(TRICKY_VALUES) if rng.random() < rate else value
+
+
+@pytest.mark.parametrize("definitions", ["ceilometer", "own"])
+def test_mutated_notifications_give_the_same_event(
+        corpus_dir: Path, ceilometer_python: Path, definitions: str) -> None:
+    """The corpus with leaf values swapped for tricky ones, at a fixed seed.
+
+    The corpus is well-formed; this is where conversion rules meet values
+    that do not convert (Ceilometer then drops the notification, we the
+    trait), text that must be cut, dates in every format, and containers.
+    Everything but event_type is fair game, context and timestamps included.
+    """
+    from tests.corpus import notifications
+
+    definitions_file = (corpus_dir / "event_definitions.yaml" if definitions == "ceilometer"
+                        else OWN_DEFINITIONS)
+    rng = random.Random(20261129)
+    cases = []
+    for name, raw in notifications(root=corpus_dir):
+        filled = _fill_datetimes(raw)
+        for copy in range(2):
+            mutated = {k: v if k == "event_type" else _mutate(v, rng, 0.4)
+                       for k, v in filled.items()}
+            cases.append((f"{name} [mutated {copy}]", json.loads(json.dumps(mutated))))
+    counts, mismatches = _compare(ceilometer_python, definitions_file, {}, cases)
+    message = _report(f"mutated corpus, ceilometer {CEILOMETER_VERSION} on {definitions_file}",
+                      len(cases), counts, mismatches)
+    # Mutation must really have made Ceilometer refuse values, or this
+    # tests nothing the plain corpus does not.
+    assert counts["same event less the failing traits"] >= 100, message
+    assert not mismatches, message
