@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import importlib.resources
 import json
+import math
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +114,10 @@ def _trait_value(trait: models.Trait) -> tuple[int, Any]:
     if dtype == models.Trait.FLOAT_TYPE:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _BadEvent(f"trait {trait.name!r}: {value!r} is not a number")
+        if not math.isfinite(value):
+            # PostgreSQL would keep it, MySQL cannot even parse it, SQLite makes
+            # NaN a NULL: refuse it alike everywhere.
+            raise _BadEvent(f"trait {trait.name!r}: {value!r} is not a finite number")
         return dtype, float(value)
     if dtype == models.Trait.DATETIME_TYPE:
         if not isinstance(value, datetime.datetime):
