@@ -115,7 +115,7 @@ def test_one_bad_event_does_not_cost_the_batch(conn: storage.Connection) -> None
     too_big = event("too-big", [T("i", T.INT_TYPE, 2**63)])
     unencodable = event("surrogate", [T("s", T.TEXT_TYPE, "bad \ud800 text")])
     db_bad = _rejected_by_this_backend(conn.url)
-    batch = good[:7] + [too_big] + good[7:13] + [unencodable] + good[13:17] + [db_bad] + good[17:]
+    batch = [*good[:7], too_big, *good[7:13], unencodable, *good[13:17], db_bad, *good[17:]]
     r = conn.record_events(batch)
     assert r.stored == 20 and r.duplicates == 0
     assert sorted(ids(f.event for f in r.failed)) == ["db-bad", "surrogate", "too-big"]
