@@ -217,7 +217,7 @@ def bench_write(dbs: Databases, args: argparse.Namespace) -> None:
     raw_url = dbs.create("raw")
     setup = storage.get_connection(raw_url)
     setup.upgrade()
-    setup.dispose()  # type: ignore[attr-defined]
+    setup.dispose()
     pg = pg_connect(raw_url)
     types = sorted({e.event_type for e in events})
     with pg.transaction(), pg.cursor() as cur:
@@ -243,7 +243,7 @@ def bench_write(dbs: Databases, args: argparse.Namespace) -> None:
                 t_copy += raw_copy(pg, batch, type_ids)
                 t_raw += time.perf_counter() - t0
     pg.close()
-    ours.dispose()  # type: ignore[attr-defined]
+    ours.dispose()
     assert stored == len(events), f"stored {stored} of {len(events)}"
     n = len(events)
     print(f"record_events: {n / t_ours:9.0f} events/s ({t_ours:.2f} s, batches of {args.batch})")
@@ -339,7 +339,7 @@ def bench_read_and_expire(dbs: Databases, args: argparse.Namespace) -> None:
     print(f"clear_expired_data: deleted {deleted} events with their traits in {elapsed:.1f} s "
           f"({deleted / elapsed:.0f} events/s, chunks of "
           f"{conn._delete_batch_size})")  # type: ignore[attr-defined]
-    conn.dispose()  # type: ignore[attr-defined]
+    conn.dispose()
 
 
 def main() -> None:

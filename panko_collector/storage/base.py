@@ -82,6 +82,13 @@ class Connection(abc.ABC):
         """Return ``url`` with the driver this backend uses spelled out."""
         return url
 
+    def dispose(self) -> None:
+        """Close pooled database connections; the next call opens new ones.
+
+        Call it at shutdown, and in a process forked from one that already
+        used this object (connections must not be shared across a fork).
+        """
+
     @abc.abstractmethod
     def upgrade(self) -> None:
         """Create or migrate the schema to the newest version."""

@@ -20,7 +20,7 @@ def open_storage(url: str) -> Iterator[storage.Connection]:
     try:
         yield conn
     finally:
-        conn.dispose()  # type: ignore[attr-defined]
+        conn.dispose()
 
 
 def event(

@@ -87,4 +87,4 @@ def test_works_in_chunks_of_their_own_transaction(db_url: str, max_count: int | 
         assert chunks <= len(commits) <= chunks + 2
         assert len(ids(conn.get_events(storage.EventFilter()))) == 11 - deleted
     finally:
-        conn.dispose()  # type: ignore[attr-defined]
+        conn.dispose()

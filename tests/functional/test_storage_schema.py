@@ -236,7 +236,7 @@ def test_adopts_a_database_panko_created(db_url: str, variant: str) -> None:
         assert ids(conn.get_events(storage.EventFilter(
             traits_filter=[{"key": "memory_mb", "op": "gt", "integer": 2**33}]))) == ["new"]
     finally:
-        conn.dispose()  # type: ignore[attr-defined]
+        conn.dispose()
     if _backend(db_url) == "mysql":
         assert isinstance(before["event"][0][2], decimal.Decimal)  # stored as Panko did
 
@@ -266,7 +266,7 @@ def test_dbsync_reads_the_config_file(tmp_path: Path, db_url: str) -> None:
     try:
         assert revision(engine_of(conn)) == {HEAD}
     finally:
-        conn.dispose()  # type: ignore[attr-defined]
+        conn.dispose()
     assert _dbsync(["--config-file", str(conf)], tmp_path).returncode == 0
 
 
