@@ -82,6 +82,7 @@ class Connection(abc.ABC):
         """Return ``url`` with the driver this backend uses spelled out."""
         return url
 
+    @abc.abstractmethod
     def dispose(self) -> None:
         """Close pooled database connections; the next call opens new ones.
 
