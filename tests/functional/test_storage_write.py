@@ -206,3 +206,19 @@ def test_missing_schema_is_not_mistaken_for_an_outage(db_url: str) -> None:
     with pytest.raises(errors.StorageError) as exc:
         conn.record_events([event("m")])
     assert not isinstance(exc.value, errors.StorageUnavailable)
+
+
+def test_an_event_type_removed_behind_the_cache_is_created_again(
+        conn: storage.Connection) -> None:
+    import sqlalchemy as sa
+
+    assert conn.record_events([event("m1", event_type="gone.soon")]).stored == 1
+    # Another process (the expirer) removes the event and its emptied type.
+    other = storage.get_connection(conn.url)
+    other.clear()
+    other.dispose()
+    r = conn.record_events([event("m2", [T("i", T.INT_TYPE, 1)], event_type="gone.soon")])
+    assert (r.stored, r.failed) == (1, [])
+    assert ids(conn.get_events(storage.EventFilter(event_type="gone.soon"))) == ["m2"]
+    with conn._engine.connect() as c:  # type: ignore[attr-defined]
+        assert c.execute(sa.text("SELECT COUNT(*) FROM event_type")).scalar_one() == 1
