@@ -99,3 +99,20 @@ def test_sort_keys() -> None:
         sk([("raw", "asc")])
     with pytest.raises(errors.InvalidQuery):
         sk([("generated", "up")])
+
+
+def test_sqlite_errors_are_told_apart() -> None:
+    import sqlite3
+
+    from sqlalchemy import exc as sa_exc
+
+    conn = Connection("sqlite://")
+
+    def wrapped(e: Exception) -> Exception:
+        return sa_exc.OperationalError("SELECT 1", {}, e)
+
+    assert conn._kind(wrapped(sqlite3.OperationalError("database is locked"))) == "unavailable"
+    assert conn._kind(wrapped(sqlite3.OperationalError("no such table: event"))) == "other"
+    assert conn._kind(sa_exc.IntegrityError("INSERT", {}, sqlite3.IntegrityError("x"))) == "data"
+    assert conn._kind(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates")) == "data"
+    assert conn._kind(RuntimeError("bug")) == "other"
