@@ -11,7 +11,8 @@ The split that matters to callers is *transient* versus *permanent*:
     ├── DecodeError               permanent, per message: a body that is not a notification
     ├── StorageError              a database operation failed
     │   ├── StorageUnavailable    transient: connection refused or lost; retry the same work
-    │   └── InvalidMarker         a pagination marker names no stored event
+    │   ├── InvalidMarker         a pagination marker names no stored event
+    │   └── InvalidQuery          a filter or sort the store cannot express
     └── BrokerError               a RabbitMQ operation failed
         ├── BrokerUnavailable     transient: connection refused or lost; reconnect
         └── QueueMismatch         permanent: a queue exists with other arguments
@@ -70,6 +71,10 @@ class StorageUnavailable(StorageError, TransientError):
 
 class InvalidMarker(StorageError):
     """A pagination marker that names no stored event."""
+
+
+class InvalidQuery(StorageError):
+    """A trait filter or sort key that names no known operator, type or column."""
 
 
 class BrokerError(PankoCollectorError):

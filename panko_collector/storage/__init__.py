@@ -39,6 +39,13 @@ OPTS = [
         "a file in the working directory), postgresql://USER:PASS@HOST/DB or "
         "mysql://USER:PASS@HOST/DB?charset=utf8mb4.",
     ),
+    cfg.IntOpt(
+        "events_delete_batch_size",
+        default=10000,
+        min=1,
+        help="Number of expired events deleted per transaction (with their traits); "
+        "smaller chunks hold shorter locks against concurrent inserts.",
+    ),
 ]
 
 # Schemes handled by the SQLAlchemy backend, with or without a driver suffix.

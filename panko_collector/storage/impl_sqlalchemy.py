@@ -1,0 +1,690 @@
+"""The SQLAlchemy backend: Panko's schema on SQLite, PostgreSQL and MySQL/MariaDB.
+
+Writes are batched: one call of ``record_events`` is one transaction made of
+a handful of multi-row statements (on PostgreSQL the traits go in by COPY),
+idempotent on ``message_id``. Reads follow Panko's semantics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib.resources
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from oslo_config import cfg
+from oslo_log import log
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import mysql as mysql_dialect
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection as SAConnection
+from sqlalchemy.engine import Engine, make_url
+
+from panko_collector import errors
+from panko_collector.storage import base, models
+from panko_collector.storage import sql_models as sm
+
+LOG = log.getLogger(__name__)
+
+#: Events deleted per transaction by ``clear_expired_data`` when conf has no opinion.
+DEFAULT_DELETE_BATCH_SIZE = 10000
+
+#: alembic revision that Panko's own (single) migration left in alembic_version.
+PANKO_ALEMBIC_REVISION = "c3955547bff2"
+#: Our revision that describes Panko's schema; adopted databases are stamped with it.
+BASELINE_REVISION = "pc0001_panko_schema"
+
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
+_TEXT_MAX = 255
+_MESSAGE_ID_MAX = 50
+_DEFAULT_SORT: list[tuple[str, str]] = [("generated", "asc"), ("message_id", "asc")]
+
+_tables = sm.Base.metadata.tables
+_event = _tables["event"]
+_event_type = _tables["event_type"]
+_text = _tables["trait_text"]
+_int = _tables["trait_int"]
+_float = _tables["trait_float"]
+_datetime = _tables["trait_datetime"]
+
+#: Trait tables with the type each one reports (NONE-typed traits live in trait_text).
+_TRAIT_TABLES: list[tuple[sa.Table, int]] = [
+    (_text, models.Trait.TEXT_TYPE),
+    (_int, models.Trait.INT_TYPE),
+    (_float, models.Trait.FLOAT_TYPE),
+    (_datetime, models.Trait.DATETIME_TYPE),
+]
+#: Trait filter value keys (Panko's) and the table each one compares against.
+_FILTER_TABLES = {"string": _text, "integer": _int, "float": _float, "datetime": _datetime}
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "lt": lambda c, v: c < v,
+    "le": lambda c, v: c <= v,
+    "eq": lambda c, v: c == v,
+    "ne": lambda c, v: c != v,
+    "ge": lambda c, v: c >= v,
+    "gt": lambda c, v: c > v,
+}
+# SQLite reports both outages and schema problems as OperationalError; only
+# these messages mean "try again later".
+_SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o")
+
+
+@dataclass(slots=True)
+class _Row:
+    """An event checked and converted for insertion; ``traits`` per table."""
+
+    event: models.Event
+    message_id: str
+    event_type: str
+    generated: datetime.datetime
+    raw: str
+    traits: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+class _BadEvent(Exception):
+    """Raised while preparing an event that no database would accept."""
+
+
+def _trait_value(trait: models.Trait) -> tuple[int, Any]:
+    """Return (table code, value to store) for one trait; raise _BadEvent if impossible."""
+    dtype, value = trait.dtype, trait.value
+    if dtype in (models.Trait.NONE_TYPE, models.Trait.TEXT_TYPE):
+        if value is not None:
+            value = (value if isinstance(value, str) else str(value))[:_TEXT_MAX]
+        return models.Trait.TEXT_TYPE, value
+    if value is None:
+        return dtype, None
+    if dtype == models.Trait.INT_TYPE:
+        if isinstance(value, float) or not isinstance(value, int):
+            raise _BadEvent(f"trait {trait.name!r}: {value!r} is not an integer")
+        if not _BIGINT_MIN <= value <= _BIGINT_MAX:
+            raise _BadEvent(f"trait {trait.name!r}: {value} does not fit in a 64-bit integer")
+        return dtype, int(value)
+    if dtype == models.Trait.FLOAT_TYPE:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _BadEvent(f"trait {trait.name!r}: {value!r} is not a number")
+        return dtype, float(value)
+    if dtype == models.Trait.DATETIME_TYPE:
+        if not isinstance(value, datetime.datetime):
+            raise _BadEvent(f"trait {trait.name!r}: {value!r} is not a datetime")
+        return dtype, sm.to_naive_utc(value)
+    raise _BadEvent(f"trait {trait.name!r}: unknown trait type {dtype!r}")
+
+
+def prepare_event(event: models.Event) -> _Row:
+    """Check and convert one event for storage (pure; raises _BadEvent).
+
+    Text is cut to 255 characters, NONE-typed traits become text, and of two
+    traits with the same name and table the last one wins.
+    """
+    if not isinstance(event.message_id, str) or not event.message_id:
+        raise _BadEvent(f"message_id {event.message_id!r} is not a non-empty string")
+    if len(event.message_id) > _MESSAGE_ID_MAX:
+        raise _BadEvent(f"message_id longer than {_MESSAGE_ID_MAX} characters")
+    if not isinstance(event.event_type, str) or not event.event_type:
+        raise _BadEvent(f"event_type {event.event_type!r} is not a non-empty string")
+    if len(event.event_type) > _TEXT_MAX:
+        raise _BadEvent(f"event_type longer than {_TEXT_MAX} characters")
+    if not isinstance(event.generated, datetime.datetime):
+        raise _BadEvent(f"generated {event.generated!r} is not a datetime")
+    try:
+        raw = json.dumps(event.raw if event.raw is not None else {}, default=str)
+    except (TypeError, ValueError) as exc:
+        raise _BadEvent(f"raw cannot be encoded as JSON: {exc}") from None
+    row = _Row(event, event.message_id, event.event_type, sm.to_naive_utc(event.generated), raw)
+    for trait in event.traits:
+        if not isinstance(trait.name, str) or not trait.name or len(trait.name) > _TEXT_MAX:
+            raise _BadEvent(f"trait name {trait.name!r} is empty, not text or too long")
+        table, value = _trait_value(trait)
+        row.traits.setdefault(table, {})[trait.name] = value
+    return row
+
+
+class Connection(base.Connection):
+    """Panko's event store in a SQL database reached through SQLAlchemy.
+
+    Failures: an outage (connection refused, lost, timed out; SQLite busy)
+    raises ``errors.StorageUnavailable`` with nothing committed, so the same
+    call can be repeated later. An event the database refuses is reported in
+    ``RecordResult.failed`` and the rest of its batch is stored. Anything
+    else (a missing table, a programming error) raises ``errors.StorageError``.
+    """
+
+    def __init__(self, url: str, conf: Any = None) -> None:
+        super().__init__(url, conf)
+        self._engine = self._create_engine(self.dress_url(url))
+        self._type_ids: dict[str, int] = {}
+        self._delete_batch_size = DEFAULT_DELETE_BATCH_SIZE
+        if conf is not None:
+            with contextlib.suppress(AttributeError, cfg.NoSuchOptError, cfg.NoSuchGroupError):
+                self._delete_batch_size = int(conf.database.events_delete_batch_size)
+
+    # ----------------------------------------------------------------- engine
+
+    @staticmethod
+    def dress_url(url: str) -> str:
+        """Spell out our drivers: PyMySQL for bare mysql://, psycopg 3 for bare postgresql://."""
+        drivers = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql",
+                   "postgresql": "postgresql+psycopg"}
+        u = make_url(url)
+        if u.drivername in drivers:
+            return u.set(drivername=drivers[u.drivername]).render_as_string(hide_password=False)
+        return url
+
+    @staticmethod
+    def _create_engine(url: str) -> Engine:
+        u = make_url(url)
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if u.get_backend_name() == "sqlite":
+            kwargs["connect_args"] = {"timeout": 30}
+        engine = sa.create_engine(u, **kwargs)
+        if engine.dialect.name == "sqlite":
+
+            @sa.event.listens_for(engine, "connect")
+            def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+                # pysqlite's own transaction handling breaks SAVEPOINT; take it over.
+                dbapi_conn.isolation_level = None
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+
+            @sa.event.listens_for(engine, "begin")
+            def _sqlite_begin(conn: SAConnection) -> None:
+                conn.exec_driver_sql("BEGIN")
+
+        elif engine.dialect.name in sm.MYSQL_DIALECTS:
+
+            @sa.event.listens_for(engine, "connect")
+            def _mysql_connect(dbapi_conn: Any, _record: Any) -> None:
+                # Strict mode: refuse out-of-range or over-long values instead of
+                # silently clipping them, whatever the server's default.
+                cur = dbapi_conn.cursor()
+                cur.execute("SET SESSION sql_mode = 'TRADITIONAL'")
+                cur.close()
+
+        return engine
+
+    def dispose(self) -> None:
+        """Close every pooled connection (e.g. in a child process after fork)."""
+        self._engine.dispose()
+
+    # ----------------------------------------------------------------- errors
+
+    def _kind(self, exc: BaseException) -> str:
+        """Classify an exception: 'unavailable', 'data' (this row's fault) or 'other'."""
+        if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+            return "unavailable"
+        if isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError):
+            return "unavailable"
+        orig: BaseException = exc
+        if isinstance(exc, sa_exc.StatementError) and exc.orig is not None:
+            orig = exc.orig
+        dbapi = self._engine.dialect.loaded_dbapi
+        if isinstance(orig, dbapi.OperationalError | dbapi.InterfaceError):
+            if isinstance(orig, sqlite3.Error):
+                return "unavailable" if any(
+                    s in str(orig).lower() for s in _SQLITE_TRANSIENT) else "other"
+            return "unavailable"
+        if isinstance(orig, dbapi.DataError | dbapi.IntegrityError):
+            return "data"
+        if isinstance(orig, ValueError | TypeError | OverflowError | UnicodeError):
+            return "data"  # refused by the driver while binding this row's values
+        if isinstance(orig, ConnectionError | TimeoutError):
+            return "unavailable"
+        return "other"
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn library errors into ours: outages become ``StorageUnavailable``."""
+        try:
+            yield
+        except errors.PankoCollectorError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, sa_exc.SQLAlchemyError | self._engine.dialect.loaded_dbapi.Error
+                              | ConnectionError | TimeoutError | ValueError):
+                raise
+            kind = self._kind(exc)
+            if kind == "unavailable":
+                raise errors.StorageUnavailable(f"database unavailable: {exc}") from exc
+            raise errors.StorageError(f"database error: {exc}") from exc
+
+    # ----------------------------------------------------------------- schema
+
+    @staticmethod
+    def _alembic_config(conn: SAConnection) -> AlembicConfig:
+        config = AlembicConfig()
+        location = importlib.resources.files("panko_collector.migrations")
+        config.set_main_option("script_location", str(location))
+        config.attributes["connection"] = conn
+        return config
+
+    def upgrade(self) -> None:
+        """Create the schema, or migrate it to the newest revision.
+
+        A database Panko created (its tables without our alembic revision,
+        or Panko's own revision) is stamped with the baseline revision and
+        then upgraded, without its rows being touched. A revision that is
+        neither ours nor Panko's raises ``StorageError``.
+        """
+        with self._translated(), self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Two dbsync at once would race to create the same tables.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7318120101)"))
+            config = self._alembic_config(conn)
+            ours = {rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()}
+            current = set(MigrationContext.configure(conn).get_current_heads())
+            tables = set(sa.inspect(conn).get_table_names())
+            if not current and "event" in tables:
+                LOG.info("Adopting the Panko database found at %s", self._engine.url)
+                command.stamp(config, BASELINE_REVISION)
+            elif current and not current <= ours:
+                if current != {PANKO_ALEMBIC_REVISION}:
+                    raise errors.StorageError(
+                        f"the database is at alembic revision(s) {sorted(current)}, "
+                        "which this panko-collector does not know; is it newer?")
+                LOG.info("Adopting the Panko database (revision %s) found at %s",
+                         PANKO_ALEMBIC_REVISION, self._engine.url)
+                command.stamp(config, BASELINE_REVISION, purge=True)
+            command.upgrade(config, "head")
+        self._type_ids.clear()
+
+    def clear(self) -> None:
+        with self._translated(), self._engine.begin() as conn:
+            for table in reversed(sm.Base.metadata.sorted_tables):
+                conn.execute(table.delete())
+        self._type_ids.clear()
+
+    # ------------------------------------------------------------------ write
+
+    def record_events(self, events: Sequence[models.Event]) -> base.RecordResult:
+        """Store ``events`` in one transaction; see ``base.RecordResult``.
+
+        Already stored message_ids, and repeats within ``events`` (the first
+        one wins), count as duplicates. Events that cannot be stored are
+        reported in ``failed`` with the reason; the others are committed.
+        Raises ``StorageUnavailable`` (nothing committed) on an outage.
+        """
+        result = base.RecordResult()
+        rows: list[_Row] = []
+        seen: set[str] = set()
+        for event in events:
+            if isinstance(event.message_id, str) and event.message_id in seen:
+                result.duplicates += 1
+                continue
+            try:
+                row = prepare_event(event)
+            except _BadEvent as exc:
+                result.failed.append(base.FailedEvent(event, str(exc)))
+                continue
+            seen.add(row.message_id)
+            rows.append(row)
+        if not rows:
+            return result
+        with self._translated():
+            # A cached event type may have been removed by a concurrent expiry
+            # (its foreign key then fails): forget the cache and try once more.
+            for attempt in range(2):
+                type_ids = self._get_event_type_ids({r.event_type for r in rows})
+                try:
+                    with self._engine.begin() as conn:
+                        stored, dups, failed = self._store_isolating(conn, rows, type_ids)
+                    break
+                except _StaleTypes:
+                    self._type_ids.clear()
+                    if attempt:
+                        raise errors.StorageError("event types keep vanishing") from None
+        result.stored += stored
+        result.duplicates += dups
+        result.failed.extend(failed)
+        if result.failed:
+            LOG.warning("%d of %d events could not be stored; first: %s",
+                        len(result.failed), len(events), result.failed[0].reason)
+        return result
+
+    def _get_event_type_ids(self, names: set[str]) -> dict[str, int]:
+        """Ids of the event types ``names``, created if missing (safe under races)."""
+        missing = sorted(n for n in names if n not in self._type_ids)
+        if missing:
+            with self._engine.begin() as conn:
+                dialect = conn.dialect.name
+                params = [{"desc": n} for n in missing]
+                stmt: Any
+                if dialect == "postgresql":
+                    stmt = pg_dialect.insert(_event_type).on_conflict_do_nothing(
+                        index_elements=["desc"])
+                elif dialect == "sqlite":
+                    stmt = sqlite_dialect.insert(_event_type).on_conflict_do_nothing()
+                else:
+                    ins = mysql_dialect.insert(_event_type)
+                    stmt = ins.on_duplicate_key_update(desc=ins.inserted.desc)
+                conn.execute(stmt, params)
+                for id_, desc in conn.execute(
+                    sa.select(_event_type.c.id, _event_type.c.desc).where(
+                        _event_type.c.desc.in_(missing))
+                ):
+                    self._type_ids[desc] = id_
+        return {n: self._type_ids[n] for n in names}
+
+    def _store_isolating(
+        self, conn: SAConnection, rows: list[_Row], type_ids: dict[str, int]
+    ) -> tuple[int, int, list[base.FailedEvent]]:
+        """Insert ``rows`` under a savepoint; on a data error, halve and retry.
+
+        Returns (stored, duplicates, failed). A batch of n events with k bad
+        ones costs about k*log2(n) extra attempts, all inside one transaction.
+        """
+        try:
+            with conn.begin_nested():
+                stored, dups = self._insert(conn, rows, type_ids)
+            return stored, dups, []
+        except Exception as exc:
+            kind = self._kind(exc)
+            if kind != "data":
+                raise
+            if _is_fk_violation(exc) and _every_type_suspect(conn, type_ids):
+                raise _StaleTypes() from exc
+            if len(rows) > 1:
+                half = len(rows) // 2
+                s1, d1, f1 = self._store_isolating(conn, rows[:half], type_ids)
+                s2, d2, f2 = self._store_isolating(conn, rows[half:], type_ids)
+                return s1 + s2, d1 + d2, f1 + f2
+            (row,) = rows
+            exists = conn.execute(
+                sa.select(_event.c.id).where(_event.c.message_id == row.message_id)
+            ).first()
+            if exists is not None:  # a concurrent writer stored it meanwhile
+                return 0, 1, []
+            orig = getattr(exc, "orig", None) or exc
+            reason = f"{type(orig).__name__}: {str(orig).strip().splitlines()[0][:300]}"
+            return 0, 0, [base.FailedEvent(row.event, reason)]
+
+    def _insert(
+        self, conn: SAConnection, rows: list[_Row], type_ids: dict[str, int]
+    ) -> tuple[int, int]:
+        """Insert events not stored yet and their traits; return (stored, duplicates)."""
+        dialect = conn.dialect.name
+        params = [
+            {"message_id": r.message_id, "generated": r.generated,
+             "event_type_id": type_ids[r.event_type], "raw": r.raw}
+            for r in rows
+        ]
+        if dialect in ("postgresql", "sqlite"):
+            # ON CONFLICT skips message_ids already stored (also by a concurrent
+            # writer) and RETURNING gives the new ids in the same statement.
+            ins: Any = (pg_dialect.insert(_event) if dialect == "postgresql"
+                        else sqlite_dialect.insert(_event))
+            stmt = ins.on_conflict_do_nothing(index_elements=["message_id"]).returning(
+                _event.c.id, _event.c.message_id)
+            ids = dict((mid, id_) for id_, mid in conn.execute(stmt, params))
+        else:
+            mids = [r.message_id for r in rows]
+            held = set(conn.execute(
+                sa.select(_event.c.message_id).where(_event.c.message_id.in_(mids))).scalars())
+            new = [p for p in params if p["message_id"] not in held]
+            ids = {}
+            if new:
+                conn.execute(_event.insert(), new)
+                ids = dict((mid, id_) for id_, mid in conn.execute(
+                    sa.select(_event.c.id, _event.c.message_id).where(
+                        _event.c.message_id.in_([p["message_id"] for p in new]))))
+        per_table: dict[int, list[tuple[int, str, Any]]] = {1: [], 2: [], 3: [], 4: []}
+        for r in rows:
+            event_id = ids.get(r.message_id)
+            if event_id is None:
+                continue
+            for code, traits in r.traits.items():
+                per_table[code].extend((event_id, k, v) for k, v in traits.items())
+        tables = {1: _text, 2: _int, 3: _float, 4: _datetime}
+        for code, trows in per_table.items():
+            if not trows:
+                continue
+            if dialect == "postgresql":
+                _copy_rows(conn, tables[code].name, trows)
+            else:
+                conn.execute(tables[code].insert(),
+                             [{"event_id": e, "key": k, "value": v} for e, k, v in trows])
+        return len(ids), len(rows) - len(ids)
+
+    # ------------------------------------------------------------------- read
+
+    def get_events(
+        self, event_filter: base.EventFilter, pagination: base.Pagination | None = None
+    ) -> Iterator[models.Event]:
+        """Return the matching events in pagination order (see the module and issue 2).
+
+        Raises ``InvalidMarker`` if ``pagination['marker']`` names no event,
+        ``StorageError`` for an unknown sort key, direction, operator or value type.
+        ``event_filter`` and ``pagination`` are only read.
+        """
+        page: dict[str, Any] = dict(pagination or {})
+        sort = _sort_keys(page.get("sort"))
+        with self._translated(), self._engine.connect() as conn:
+            query = (
+                sa.select(_event.c.id, _event.c.message_id, _event.c.generated,
+                          _event_type.c.desc, _event.c.raw)
+                .join(_event_type, _event_type.c.id == _event.c.event_type_id)
+                .where(*_filter_conditions(event_filter))
+            )
+            marker = page.get("marker")
+            if marker:
+                found = conn.execute(
+                    sa.select(_event.c.generated, _event.c.message_id).where(
+                        _event.c.message_id == marker)).first()
+                if found is None:
+                    raise errors.InvalidMarker(f"marker {marker!r} names no stored event")
+                query = query.where(_after(sort, {"generated": found[0], "message_id": found[1]}))
+            columns = {"generated": _event.c.generated, "message_id": _event.c.message_id}
+            query = query.order_by(*(
+                columns[k].asc() if d == "asc" else columns[k].desc() for k, d in sort))
+            limit = page.get("limit")
+            if limit:
+                query = query.limit(int(limit))
+            found_events: dict[int, models.Event] = {}
+            for id_, mid, generated, desc, raw in conn.execute(query):
+                found_events[id_] = models.Event(mid, desc, generated, [],
+                                                 json.loads(raw) if raw else {})
+            ids = list(found_events)
+            for table, dtype in _TRAIT_TABLES:
+                for chunk in _chunks(ids, 500):
+                    for event_id, key, value in conn.execute(
+                        sa.select(table.c.event_id, table.c.key, table.c.value).where(
+                            table.c.event_id.in_(chunk))
+                    ):
+                        found_events[event_id].traits.append(models.Trait(key, dtype, value))
+            for ev in found_events.values():
+                ev.traits.sort(key=lambda t: (t.name, t.dtype))
+            conn.rollback()
+        return iter(list(found_events.values()))
+
+    def get_event_types(self) -> Iterator[str]:
+        with self._translated(), self._engine.connect() as conn:
+            names = list(conn.execute(
+                sa.select(_event_type.c.desc).order_by(_event_type.c.desc)).scalars())
+            conn.rollback()
+        return iter([n for n in names if n is not None])
+
+    def get_trait_types(self, event_type: str) -> Iterator[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        with self._translated(), self._engine.connect() as conn:
+            for table, dtype in _TRAIT_TABLES:
+                query = (
+                    sa.select(table.c.key).distinct()
+                    .join(_event, _event.c.id == table.c.event_id)
+                    .join(_event_type, _event_type.c.id == _event.c.event_type_id)
+                    .where(_event_type.c.desc == event_type)
+                    .order_by(table.c.key)
+                )
+                out.extend({"name": k, "data_type": dtype} for k in conn.execute(query).scalars())
+            conn.rollback()
+        return iter(out)
+
+    def get_traits(
+        self, event_type: str, trait_type: str | None = None
+    ) -> Iterable[models.Trait]:
+        out: list[models.Trait] = []
+        with self._translated(), self._engine.connect() as conn:
+            for table, dtype in _TRAIT_TABLES:
+                query = (
+                    sa.select(table.c.key, table.c.value)
+                    .join(_event, _event.c.id == table.c.event_id)
+                    .join(_event_type, _event_type.c.id == _event.c.event_type_id)
+                    .where(_event_type.c.desc == event_type)
+                    .order_by(table.c.key, table.c.event_id)
+                )
+                if trait_type:
+                    query = query.where(table.c.key == trait_type)
+                out.extend(models.Trait(k, dtype, v) for k, v in conn.execute(query))
+            conn.rollback()
+        return iter(out)
+
+    # ----------------------------------------------------------------- expiry
+
+    def clear_expired_data(self, ttl: int, max_count: int | None = None) -> int:
+        """Delete events generated strictly before now - ``ttl`` seconds, oldest first.
+
+        Works in chunks of ``[database] events_delete_batch_size`` events,
+        each chunk (events with their traits) in its own short transaction,
+        so concurrent inserts are never blocked for long; stops after
+        ``max_count`` events. Then removes event types left without events.
+        Returns the number of events deleted. An outage raises
+        ``StorageUnavailable``; chunks committed before it stay deleted.
+        """
+        end = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(
+            seconds=ttl)
+        total = 0
+        with self._translated():
+            while max_count is None or total < max_count:
+                size = self._delete_batch_size
+                if max_count is not None:
+                    size = min(size, max_count - total)
+                with self._engine.begin() as conn:
+                    ids = list(conn.execute(
+                        sa.select(_event.c.id).where(_event.c.generated < end)
+                        .order_by(_event.c.generated).limit(size)).scalars())
+                    for chunk in _chunks(ids, 5000):
+                        for table, _dtype in _TRAIT_TABLES:
+                            conn.execute(table.delete().where(table.c.event_id.in_(chunk)))
+                        conn.execute(_event.delete().where(_event.c.id.in_(chunk)))
+                total += len(ids)
+                if len(ids) < size:
+                    break
+            if total:
+                self._delete_empty_event_types()
+        LOG.info("%d expired events removed", total)
+        return total
+
+    def _delete_empty_event_types(self) -> None:
+        unused = ~sa.exists().where(_event.c.event_type_id == _event_type.c.id)
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(_event_type.delete().where(unused))
+        except sa_exc.IntegrityError:
+            # A concurrent batch started using one of them meanwhile; the
+            # next expiry run removes whatever is still empty then.
+            LOG.debug("event type cleanup raced with an insert; retried next run")
+        self._type_ids.clear()
+
+
+class _StaleTypes(Exception):
+    """A cached event type id no longer exists."""
+
+
+def _is_fk_violation(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "foreign key" in text
+
+
+def _every_type_suspect(conn: SAConnection, type_ids: dict[str, int]) -> bool:
+    """True if some cached event type id is gone from the table."""
+    with conn.begin_nested():
+        present = set(conn.execute(
+            sa.select(_event_type.c.id).where(_event_type.c.id.in_(list(type_ids.values())))
+        ).scalars())
+    return present != set(type_ids.values())
+
+
+def _copy_rows(conn: SAConnection, table: str, rows: list[tuple[int, str, Any]]) -> None:
+    """COPY rows into a PostgreSQL trait table on the transaction's own connection."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cur, cur.copy(
+        f"COPY {table} (event_id, key, value) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _sort_keys(sort: Any) -> list[tuple[str, str]]:
+    """Validated sort keys, with message_id appended so the order is total."""
+    keys = [(str(k), str(d).lower()) for k, d in (sort or _DEFAULT_SORT)]
+    for k, d in keys:
+        if k not in ("generated", "message_id") or d not in ("asc", "desc"):
+            raise errors.InvalidQuery(f"cannot sort by {k!r} {d!r}: use generated or "
+                                      "message_id, asc or desc")
+    if "message_id" not in (k for k, _ in keys):
+        keys.append(("message_id", keys[-1][1] if keys else "asc"))
+    return keys
+
+
+def _after(sort: list[tuple[str, str]], marker: dict[str, Any]) -> Any:
+    """Keyset condition: rows strictly after ``marker`` in ``sort`` order."""
+    columns = {"generated": _event.c.generated, "message_id": _event.c.message_id}
+    clauses = []
+    for i, (key, direction) in enumerate(sort):
+        equal = [columns[k] == marker[k] for k, _ in sort[:i]]
+        col, value = columns[key], marker[key]
+        beyond = col > value if direction == "asc" else col < value
+        clauses.append(sa.and_(*equal, beyond))
+    return sa.or_(*clauses)
+
+
+def _filter_conditions(f: base.EventFilter) -> list[Any]:
+    """WHERE clauses of an EventFilter, as Panko defined them."""
+    conds: list[Any] = []
+    if f.start_timestamp is not None:
+        conds.append(_event.c.generated >= f.start_timestamp)
+    if f.end_timestamp is not None:
+        conds.append(_event.c.generated <= f.end_timestamp)
+    if f.event_type:
+        conds.append(_event_type.c.desc == f.event_type)
+    if f.message_id:
+        conds.append(_event.c.message_id == f.message_id)
+    for tf in f.traits_filter or ():
+        op = tf.get("op") or "eq"
+        if op not in _OPS:
+            raise errors.InvalidQuery(f"unknown trait filter operator {op!r}")
+        typed = [k for k in _FILTER_TABLES if k in tf]
+        if len(typed) != 1 or "key" not in tf:
+            raise errors.InvalidQuery(
+                f"a trait filter needs 'key' and one of {sorted(_FILTER_TABLES)}: {dict(tf)!r}")
+        table = _FILTER_TABLES[typed[0]]
+        value = tf[typed[0]]  # type: ignore[literal-required]
+        # 'ne' only matches events that have the key, as in Panko: the key is
+        # required inside the same EXISTS.
+        conds.append(sa.exists().where(
+            table.c.event_id == _event.c.id, table.c.key == tf["key"],
+            _OPS[op](table.c.value, value)))
+    if f.admin_proj:
+        has_project = sa.exists().where(_text.c.event_id == _event.c.id,
+                                        _text.c.key == "project_id")
+        conds.append(sa.or_(
+            sa.exists().where(_text.c.event_id == _event.c.id, _text.c.key == "project_id",
+                              _text.c.value == f.admin_proj),
+            sa.and_(sa.exists().where(_text.c.event_id == _event.c.id), ~has_project),
+        ))
+    return conds

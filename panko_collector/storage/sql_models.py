@@ -1,0 +1,190 @@
+"""Panko's event tables as SQLAlchemy models.
+
+Names, types, keys and indexes are exactly Panko's, so that a database
+Panko created can be taken over in place and Panko's users and tools keep
+reading it. Two column types carry Panko's storage conventions:
+
+- ``PreciseTimestamp``: naive UTC datetimes with microseconds; MySQL/MariaDB
+  store them as ``DECIMAL(20,6)`` seconds since the epoch (Panko did so
+  because old MySQL dropped fractional seconds), every other database as
+  ``DateTime``.
+- ``raw`` is ``Text`` holding the notification as JSON; the connection
+  encodes and decodes it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+EPOCH = datetime.datetime(1970, 1, 1)
+_ONE_MICROSECOND = datetime.timedelta(microseconds=1)
+MYSQL_DIALECTS = ("mysql", "mariadb")
+
+
+def to_naive_utc(value: datetime.datetime) -> datetime.datetime:
+    """Return ``value`` as naive UTC (aware values are converted, naive kept)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.UTC).replace(tzinfo=None)
+    return value
+
+
+def dt_to_decimal(value: datetime.datetime) -> decimal.Decimal:
+    """Seconds since the epoch with exactly six decimals (no float rounding)."""
+    micros = (to_naive_utc(value) - EPOCH) // _ONE_MICROSECOND
+    return decimal.Decimal(micros).scaleb(-6)
+
+
+def decimal_to_dt(value: decimal.Decimal) -> datetime.datetime:
+    """Inverse of ``dt_to_decimal``."""
+    return EPOCH + datetime.timedelta(microseconds=int(decimal.Decimal(value).scaleb(6)))
+
+
+class PreciseTimestamp(TypeDecorator[datetime.datetime]):
+    """A naive UTC timestamp precise to the microsecond on every backend.
+
+    Aware datetimes given to it are converted to naive UTC first.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in MYSQL_DIALECTS:
+            return dialect.type_descriptor(mysql.DECIMAL(precision=20, scale=6, asdecimal=True))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name in MYSQL_DIALECTS:
+            return dt_to_decimal(value)
+        return to_naive_utc(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime.datetime | None:
+        if value is None:
+            return None
+        if dialect.name in MYSQL_DIALECTS:
+            return decimal_to_dt(value)
+        assert isinstance(value, datetime.datetime)
+        return value
+
+
+class Base(DeclarativeBase):
+    """Declarative base of Panko's tables (InnoDB, utf8mb4 on MySQL)."""
+
+    metadata = MetaData()
+
+
+_MYSQL_TABLE_ARGS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+
+class EventType(Base):
+    """One row per event type name (``desc``)."""
+
+    __tablename__ = "event_type"
+    __table_args__ = (_MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    desc: Mapped[str | None] = mapped_column(String(255), unique=True)
+
+
+class Event(Base):
+    """One stored notification."""
+
+    __tablename__ = "event"
+    __table_args__ = (
+        Index("ix_event_message_id", "message_id"),
+        Index("ix_event_type_id", "event_type_id"),
+        Index("ix_event_generated", "generated"),
+        _MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str | None] = mapped_column(String(50), unique=True)
+    generated: Mapped[datetime.datetime | None] = mapped_column(PreciseTimestamp())
+    event_type_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("event_type.id"))
+    raw: Mapped[str | None] = mapped_column(Text)
+
+
+class TraitText(Base):
+    """Text (and NONE-typed) traits, cut to 255 characters."""
+
+    __tablename__ = "trait_text"
+    __table_args__ = (
+        Index("ix_trait_text_event_id_key", "event_id", "key"),
+        _MYSQL_TABLE_ARGS,
+    )
+
+    event_id: Mapped[int] = mapped_column(Integer, ForeignKey("event.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str | None] = mapped_column(String(255))
+
+
+class TraitInt(Base):
+    """Integer traits (64-bit)."""
+
+    __tablename__ = "trait_int"
+    __table_args__ = (
+        Index("ix_trait_int_event_id_key", "event_id", "key"),
+        _MYSQL_TABLE_ARGS,
+    )
+
+    event_id: Mapped[int] = mapped_column(Integer, ForeignKey("event.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class TraitFloat(Base):
+    """Float traits (double precision)."""
+
+    __tablename__ = "trait_float"
+    __table_args__ = (
+        Index("ix_trait_float_event_id_key", "event_id", "key"),
+        _MYSQL_TABLE_ARGS,
+    )
+
+    event_id: Mapped[int] = mapped_column(Integer, ForeignKey("event.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float(53))
+
+
+class TraitDatetime(Base):
+    """Datetime traits, naive UTC with microseconds."""
+
+    __tablename__ = "trait_datetime"
+    __table_args__ = (
+        Index("ix_trait_datetime_event_id_key", "event_id", "key"),
+        _MYSQL_TABLE_ARGS,
+    )
+
+    event_id: Mapped[int] = mapped_column(Integer, ForeignKey("event.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[datetime.datetime | None] = mapped_column(PreciseTimestamp())
+
+
+#: Trait tables by the trait type constants of ``models.Trait`` (NONE is stored as text).
+TRAIT_TABLES = {
+    0: TraitText.__table__,
+    1: TraitText.__table__,
+    2: TraitInt.__table__,
+    3: TraitFloat.__table__,
+    4: TraitDatetime.__table__,
+}
