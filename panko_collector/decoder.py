@@ -1,0 +1,258 @@
+"""Message bodies to notifications: the three shapes OpenStack sends, one result.
+
+Pure code, no I/O. A notification reaches the collector as
+
+- the oslo.messaging v2 wire envelope ``{"oslo.version": "2.0",
+  "oslo.message": "<JSON string>"}`` whose inner message is flat;
+- that flat message without the envelope (older and third-party publishers):
+  ``event_type``, ``publisher_id``, ``priority``, ``payload``, ``message_id``,
+  ``timestamp`` and the context spread over ``_context_<key>`` keys;
+- the listener shape that oslo.messaging hands to its notification
+  endpoints: ``{ctxt, publisher_id, event_type, payload, metadata:
+  {message_id, timestamp}}`` (plus ``priority`` when we produce it).
+
+All three decode to the same :class:`Notification`. Anything else raises
+:class:`~panko_collector.errors.DecodeError` with a stable ``reason``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import iso8601
+
+from panko_collector.errors import DecodeError
+
+ENVELOPE_VERSION_KEY = "oslo.version"
+ENVELOPE_MESSAGE_KEY = "oslo.message"
+CONTEXT_PREFIX = "_context_"
+
+#: Namespace of the message ids we derive for messages that carry none.
+MESSAGE_ID_NAMESPACE = uuid.UUID("6b0c3f57-4f0e-4a57-9b7e-0c4e0d0c0f6a")
+
+# A JSON escape of a UTF-16 surrogate: the only way valid UTF-8 JSON text can
+# still produce a string that no database will store. Checked only when seen.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def parse_timestamp(value: Any) -> datetime.datetime | None:
+    """Parse a timestamp the way OpenStack services write them; naive UTC.
+
+    Accepts ``2012-05-08 20:23:48.028195``, ISO 8601 with ``T`` or a space,
+    with or without fraction and zone (a missing zone means UTC: the
+    semantics of oslo.utils' ``parse_isotime``). Returns None for anything
+    else, including non-strings.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = iso8601.parse_date(value)
+        offset = parsed.utcoffset()
+        naive = parsed.replace(tzinfo=None)
+        return naive - offset if offset else naive
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def format_timestamp(value: datetime.datetime) -> str:
+    """The string oslo.messaging puts in a message: ``str(utcnow())``."""
+    return str(value)
+
+
+@dataclass(slots=True)
+class Notification:
+    """One decoded notification, whatever shape it arrived in.
+
+    ``priority`` is lower-cased (``''`` when absent). ``timestamp`` is naive
+    UTC, or None when the message has none or it cannot be parsed; the
+    caller decides what time to use then. ``raw_timestamp`` keeps the
+    string as sent, so that :meth:`listener_body` gives definitions exactly
+    what oslo.messaging would.
+    """
+
+    message_id: str
+    event_type: str
+    publisher_id: str | None
+    priority: str
+    timestamp: datetime.datetime | None
+    payload: Any
+    context: dict[str, Any]
+    raw_timestamp: str | None = field(default=None, compare=True)
+
+    def listener_body(self, timestamp: datetime.datetime | None = None) -> dict[str, Any]:
+        """The oslo.messaging listener shape that definitions' paths read.
+
+        ``{ctxt, publisher_id, event_type, payload, priority, metadata:
+        {message_id, timestamp}}``. ``metadata.timestamp`` is ``timestamp``
+        when given (as oslo.messaging formats it), else the message's own
+        string, else None.
+        """
+        if timestamp is not None:
+            stamp: str | None = format_timestamp(timestamp)
+        elif self.raw_timestamp is not None:
+            stamp = self.raw_timestamp
+        elif self.timestamp is not None:
+            stamp = format_timestamp(self.timestamp)
+        else:
+            stamp = None
+        return {
+            "ctxt": self.context,
+            "publisher_id": self.publisher_id,
+            "event_type": self.event_type,
+            "payload": self.payload,
+            "priority": self.priority,
+            "metadata": {"message_id": self.message_id, "timestamp": stamp},
+        }
+
+
+def _check_text(text: str) -> None:
+    """Reject text that JSON would turn into strings no database can store."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise DecodeError("not-utf8", f"unpaired surrogate at position {exc.start}") from None
+    if _SURROGATE_ESCAPE.search(text) is not None:
+        # Escaped pairs are fine (json joins them); a lone half is not.
+        try:
+            json.dumps(json.loads(text), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise DecodeError("not-utf8", "a \\u escape yields an unpaired surrogate") from None
+        except (ValueError, RecursionError):
+            pass  # reported by the real parse below
+
+
+def _loads(text: str, what: str) -> Any:
+    _check_text(text)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise DecodeError("not-json", f"{what} is nested too deeply") from None
+    except ValueError as exc:
+        raise DecodeError("not-json", f"{what} is not JSON: {exc}") from None
+
+
+def decode(body: bytes | str) -> Notification:
+    """Decode a message body (UTF-8 JSON) into a :class:`Notification`.
+
+    Raises :class:`DecodeError` (``not-utf8``, ``not-json``, ``not-object``,
+    ``bad-envelope``, ``no-event-type``, ``bad-context``, ``bad-metadata``).
+    """
+    if isinstance(body, bytes | bytearray | memoryview):
+        try:
+            text = bytes(body).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError("not-utf8", f"invalid UTF-8 at byte {exc.start}") from None
+    elif isinstance(body, str):
+        text = body
+    else:
+        raise DecodeError("not-json", f"a body must be bytes or str, not {type(body).__name__}")
+    return decode_object(_loads(text, "the body"))
+
+
+def decode_object(obj: Any) -> Notification:
+    """Decode already-parsed JSON (any of the three shapes); see :func:`decode`."""
+    if not isinstance(obj, dict):
+        raise DecodeError("not-object", f"a notification is a JSON object, not {_kind(obj)}")
+    if ENVELOPE_VERSION_KEY in obj and ENVELOPE_MESSAGE_KEY in obj:
+        # oslo.messaging treats a dict as an envelope only when both keys exist.
+        version = obj[ENVELOPE_VERSION_KEY]
+        if not isinstance(version, str) or version.split(".")[0] != "2":
+            raise DecodeError("bad-envelope", f"unsupported envelope version {version!r}")
+        inner = obj[ENVELOPE_MESSAGE_KEY]
+        if not isinstance(inner, str):
+            raise DecodeError("bad-envelope", f"oslo.message is {_kind(inner)}, not a JSON string")
+        obj = _loads(inner, "oslo.message")
+        if not isinstance(obj, dict):
+            raise DecodeError("not-object", f"oslo.message holds {_kind(obj)}, not an object")
+    return _from_message(obj)
+
+
+def _kind(obj: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(obj), type(obj).__name__)
+
+
+def _is_listener(obj: dict[str, Any]) -> bool:
+    if "ctxt" not in obj and "metadata" not in obj:
+        return False
+    return not any(isinstance(k, str) and k.startswith(CONTEXT_PREFIX) for k in obj)
+
+
+def _from_message(obj: dict[str, Any]) -> Notification:
+    event_type = obj.get("event_type")
+    if not isinstance(event_type, str) or not event_type:
+        raise DecodeError("no-event-type", "the message has no event_type string"
+                          if event_type is None else f"event_type is {_kind(event_type)}")
+
+    if _is_listener(obj):
+        context = obj.get("ctxt")
+        if context is None:
+            context = {}
+        elif not isinstance(context, dict):
+            raise DecodeError("bad-context", f"ctxt is {_kind(context)}, not an object")
+        metadata = obj.get("metadata")
+        if metadata is None:
+            metadata = {}
+        elif not isinstance(metadata, dict):
+            raise DecodeError("bad-metadata", f"metadata is {_kind(metadata)}, not an object")
+        message_id = metadata.get("message_id", obj.get("message_id"))
+        raw_ts = metadata.get("timestamp", obj.get("timestamp"))
+    else:
+        context = {
+            k[len(CONTEXT_PREFIX):]: v
+            for k, v in obj.items()
+            if isinstance(k, str) and k.startswith(CONTEXT_PREFIX)
+        }
+        message_id = obj.get("message_id")
+        raw_ts = obj.get("timestamp")
+
+    publisher_id = obj.get("publisher_id")
+    if publisher_id is not None and not isinstance(publisher_id, str):
+        publisher_id = str(publisher_id)
+    priority = obj.get("priority")
+    priority = priority.lower() if isinstance(priority, str) else ""
+    raw_timestamp = raw_ts if isinstance(raw_ts, str) else None
+    payload = obj.get("payload")
+
+    if message_id is None or message_id == "":
+        message_id = derive_message_id(event_type, publisher_id, priority, raw_timestamp,
+                                       payload, context)
+    elif not isinstance(message_id, str):
+        message_id = str(message_id)
+
+    return Notification(
+        message_id=message_id,
+        event_type=event_type,
+        publisher_id=publisher_id,
+        priority=priority,
+        timestamp=parse_timestamp(raw_timestamp),
+        payload=payload,
+        context=context,
+        raw_timestamp=raw_timestamp,
+    )
+
+
+def derive_message_id(event_type: str, publisher_id: str | None, priority: str,
+                      timestamp: str | None, payload: Any, context: dict[str, Any]) -> str:
+    """A message id derived from the content, the same for every shape.
+
+    A redelivered message has the same content, hence the same id, so the
+    store recognises it as a duplicate.
+    """
+    content = [event_type, publisher_id, priority, timestamp, payload, context]
+    try:
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"),
+                               ensure_ascii=True, default=repr)
+    except (TypeError, ValueError):
+        # Keys of mixed types cannot be sorted; repr is still deterministic.
+        canonical = repr(content)
+    except RecursionError:
+        raise DecodeError("not-json", "the message is nested too deeply") from None
+    return str(uuid.uuid5(MESSAGE_ID_NAMESPACE, canonical))
