@@ -292,7 +292,11 @@ class Consumer:
         except errors.DecodeError as exc:
             self._dead_letter(message, exc.reason, exc.detail)
             return
-        if notification.priority not in self.priorities:
+        # A message without a priority field has the one its routing key names.
+        priority = notification.priority or str(
+            (message.delivery_info or {}).get("routing_key", "")
+        ).rpartition(".")[2].lower()
+        if priority not in self.priorities:
             message.ack()
             self.stats.ignored += 1
             return
