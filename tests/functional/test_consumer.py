@@ -14,13 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kombu
 import pytest
 
 from panko_collector import decoder, errors, service, storage
 from panko_collector.consumer import Consumer
 from panko_collector.storage import EventFilter, models
 from tests.functional import broker
-from tests.functional.broker import Publisher, vhost, wait_for  # noqa: F401
+from tests.functional.broker import Publisher, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -266,9 +267,8 @@ def test_broker_connection_loss_loses_nothing(setup: Any, vhost: str) -> None:
 
 
 def test_queue_mismatch_names_queue_and_option(setup: Any, vhost: str) -> None:
-    conf, store, pub = setup
+    conf, store, _pub = setup
     with broker.connect(vhost) as conn:
-        import kombu
 
         kombu.Queue("notifications.error", durable=True, channel=conn.channel()).declare()
     consumer = Consumer(conf, store, SimpleConverter(), decoder.decode, name="test")
