@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
-from panko_collector import collector, queues, storage, transport
+from panko_collector import collector, converter, queues, storage, transport
 
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
@@ -20,5 +20,6 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
         (None, list(transport.OPTS) + list(oslo_config_glue.service_opts)),
         ("collector", list(collector.OPTS)),
         ("database", list(storage.OPTS)),
+        ("event", list(converter.OPTS)),
         ("oslo_messaging_rabbit", list(transport.RABBIT_OPTS) + list(queues.RABBIT_OPTS)),
     ]

@@ -1,0 +1,161 @@
+"""Notifications to events, by the event definitions. Pure: no I/O.
+
+Semantics are Ceilometer's (the last matching definition wins; without
+``drop_unmatched_notifications`` an implicit catch-all gives every other
+notification the default traits), with one deliberate difference: a trait
+whose value does not fit its type (an ``int`` field holding ``"abc"``, a
+malformed date) costs only that trait, with a warning and a callback,
+where Ceilometer drops the whole notification.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from oslo_config import cfg
+
+from panko_collector.decoder import Notification
+from panko_collector.definitions import EventDefinition, catchall_definition, load_definitions
+from panko_collector.errors import DefinitionsError
+from panko_collector.storage import models
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_DEFINITIONS = "event_definitions.yaml"
+PACKAGED_DEFINITIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                    "data", "event_definitions.yaml")
+
+OPTS = [
+    cfg.StrOpt("definitions_cfg_file",
+               default=DEFAULT_DEFINITIONS,
+               help="The event definitions file (Ceilometer's event_definitions.yaml "
+                    "format). A relative path is looked up beside the configuration "
+                    "files, then in the working directory; when the default name is "
+                    "found nowhere, the file shipped with panko-collector is used."),
+    cfg.BoolOpt("drop_unmatched_notifications",
+                default=False,
+                help="Drop notifications that no event definition matches. Otherwise "
+                     "they are stored with the default traits only (service, "
+                     "request_id, project_id, user_id, tenant_id)."),
+    cfg.MultiStrOpt("store_raw",
+                    default=[],
+                    help="Priorities (info, error, warn, ...) whose whole notification "
+                         "is kept in the event's raw field; other events get {}. "
+                         "Repeat the option or separate priorities with commas."),
+]
+
+#: Signature of the trait error callback: (event_type, trait, value, error).
+TraitErrorCallback = Callable[[str, str, Any, Exception], None]
+
+_CACHE_LIMIT = 4096
+_NO_MATCH = object()
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+def resolve_definitions_file(conf: cfg.ConfigOpts) -> str:
+    """The definitions file that ``[event] definitions_cfg_file`` names.
+
+    Raises :class:`DefinitionsError` when it names a file that does not exist.
+    """
+    name: str = conf.event.definitions_cfg_file
+    if os.path.isabs(name):
+        return name
+    found = conf.find_file(name)
+    if found:
+        return str(found)
+    if os.path.exists(name):
+        return os.path.abspath(name)
+    if name == DEFAULT_DEFINITIONS:
+        return PACKAGED_DEFINITIONS
+    raise DefinitionsError(f"{name}: event definitions file not found (looked beside the "
+                           f"configuration files and in {os.getcwd()})")
+
+
+class Converter:
+    """Turns a :class:`Notification` into a :class:`models.Event`, or None.
+
+    Failure modes: :meth:`convert` never raises for any notification. An
+    unmatched notification gives None when ``drop_unmatched`` is set. A
+    trait that cannot be extracted or converted is left out, logged as a
+    WARNING naming event type, trait and value, and reported to
+    ``on_trait_error(event_type, trait, value, exception)``.
+    """
+
+    def __init__(self, definitions: Sequence[EventDefinition], *,
+                 drop_unmatched: bool = False, store_raw: Sequence[str] = (),
+                 on_trait_error: TraitErrorCallback | None = None) -> None:
+        # The last matching definition wins: search them from the end.
+        self.definitions = list(reversed(definitions))
+        if not drop_unmatched and not any(d.is_catchall for d in self.definitions):
+            self.definitions.append(catchall_definition())
+        self.drop_unmatched = drop_unmatched
+        self.store_raw = frozenset(p.strip().lower() for p in store_raw if p.strip())
+        self.on_trait_error = on_trait_error
+        self._cache: dict[str, Any] = {}
+
+    @classmethod
+    def from_conf(cls, conf: cfg.ConfigOpts,
+                  on_trait_error: TraitErrorCallback | None = None) -> Converter:
+        """Build from the ``[event]`` options; raises DefinitionsError."""
+        store_raw = [p for value in conf.event.store_raw for p in value.split(",")]
+        return cls(load_definitions(resolve_definitions_file(conf)),
+                   drop_unmatched=conf.event.drop_unmatched_notifications,
+                   store_raw=store_raw, on_trait_error=on_trait_error)
+
+    def definition_for(self, event_type: str) -> EventDefinition | None:
+        """The definition that converts ``event_type`` (cached), or None."""
+        found = self._cache.get(event_type)
+        if found is None:
+            found = next((d for d in self.definitions if d.match_type(event_type)), _NO_MATCH)
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()  # a flood of distinct types must not grow memory
+            self._cache[event_type] = found
+        return found if isinstance(found, EventDefinition) else None
+
+    def convert(self, notification: Notification,
+                received: datetime.datetime | None = None) -> models.Event | None:
+        """The event of ``notification``, or None when it is dropped as unmatched.
+
+        ``generated`` is the notification's timestamp, else ``received``,
+        else now (naive UTC).
+        """
+        event_type = notification.event_type
+        edef = self.definition_for(event_type)
+        if edef is None:
+            LOG.debug("Dropping notification %s (message_id %s): no definition matches",
+                      event_type, notification.message_id)
+            return None
+        generated = notification.timestamp or received or _utcnow()
+        body = notification.listener_body(
+            generated if notification.raw_timestamp is None else None)
+        traits = []
+        for tdef in edef.traits:
+            value = None
+            try:
+                value = tdef.extract(body)
+                if value is None:
+                    continue
+                # Services send '' for unset values (dates especially).
+                if value == "" and tdef.dtype != models.Trait.TEXT_TYPE:
+                    continue
+                traits.append(models.Trait(tdef.name, tdef.dtype, tdef.convert(value)))
+            except Exception as exc:  # one bad trait must not cost the event
+                self._trait_error(event_type, tdef.name, value, exc)
+        raw = body if notification.priority in self.store_raw else {}
+        return models.Event(notification.message_id, event_type, generated, traits, raw)
+
+    def _trait_error(self, event_type: str, trait: str, value: Any, exc: Exception) -> None:
+        shown = repr(value)
+        if len(shown) > 200:
+            shown = shown[:200] + "..."
+        LOG.warning("Event %s: trait %s dropped, value %s does not convert: %s",
+                    event_type, trait, shown, exc)
+        if self.on_trait_error is not None:
+            self.on_trait_error(event_type, trait, value, exc)

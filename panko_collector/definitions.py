@@ -1,0 +1,385 @@
+"""Event definitions: Ceilometer's ``event_definitions.yaml`` format, compiled.
+
+The file is a YAML list; each definition has ``event_type`` (a glob or a
+list of globs, ``!`` excludes, only exclusions mean "everything else") and
+``traits`` (name -> a path string, a list of paths, an integer constant,
+or ``{fields, type, plugin}``). The meaning of every part is Ceilometer's,
+so that operators can bring their files; see the README.
+
+Loading fails with :class:`~panko_collector.errors.DefinitionsError`
+naming the file, the YAML line where known, and the definition.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from panko_collector.decoder import parse_timestamp
+from panko_collector.errors import DefinitionsError
+from panko_collector.paths import FieldPath, PathError
+from panko_collector.storage.models import Trait
+
+LOG = logging.getLogger(__name__)
+
+#: Type names of the definitions format (compared case-insensitively).
+TYPES = {
+    "text": Trait.TEXT_TYPE,
+    "int": Trait.INT_TYPE,
+    "float": Trait.FLOAT_TYPE,
+    "datetime": Trait.DATETIME_TYPE,
+}
+
+#: Traits every definition gets unless it defines a trait of the same name.
+DEFAULT_TRAITS: dict[str, dict[str, Any]] = {
+    "service": {"type": "text", "fields": "publisher_id"},
+    "request_id": {"type": "text", "fields": "ctxt.request_id"},
+    "project_id": {"type": "text", "fields": ["payload.tenant_id", "ctxt.project_id"]},
+    "user_id": {"type": "text", "fields": ["payload.user_id", "ctxt.user_id"]},
+    "tenant_id": {"type": "text", "fields": ["payload.tenant_id", "ctxt.project_id"]},
+}
+
+TEXT_LIMIT = 255
+
+PluginMatches = list[tuple[str, Any]]
+
+
+class _DefError(Exception):
+    """A problem in one definition; load_definitions adds file and line."""
+
+    def __init__(self, message: str, trait: str | None = None) -> None:
+        super().__init__(message)
+        self.trait = trait
+
+
+# --- trait plugins ---------------------------------------------------------
+# Each takes the (path, value) pairs of the non-null matches and returns
+# candidate values; the first non-null one is the trait's value.
+
+
+class SplitPlugin:
+    """``split``: a segment of the string form of each value."""
+
+    def __init__(self, separator: Any = ".", segment: Any = 0, max_split: Any = None) -> None:
+        if not isinstance(separator, str) or not separator:
+            raise _DefError(f"split: separator must be a non-empty string, not {separator!r}")
+        if not isinstance(segment, int):
+            raise _DefError(f"split: segment must be an integer, not {segment!r}")
+        if max_split is not None and not isinstance(max_split, int):
+            raise _DefError(f"split: max_split must be an integer, not {max_split!r}")
+        self.separator = separator
+        self.segment = segment
+        self.max_split = -1 if max_split is None else max_split
+
+    def __call__(self, matches: PluginMatches) -> list[Any]:
+        out: list[Any] = []
+        for _, value in matches:
+            parts = str(value).split(self.separator, self.max_split)
+            out.append(parts[self.segment] if -len(parts) <= self.segment < len(parts) else None)
+        return out
+
+
+class BitfieldPlugin:
+    """``bitfield``: set bit N when the path given with it matched (a value)."""
+
+    def __init__(self, initial_bitfield: Any = 0, flags: Any = None) -> None:
+        if not isinstance(initial_bitfield, int):
+            raise _DefError(f"bitfield: initial_bitfield must be an integer, "
+                            f"not {initial_bitfield!r}")
+        self.initial = initial_bitfield
+        self.flags: list[tuple[str, int, bool, Any]] = []
+        for flag in flags or []:
+            if not isinstance(flag, dict) or "path" not in flag or "bit" not in flag:
+                raise _DefError(f"bitfield: each flag needs 'path' and 'bit': {flag!r}")
+            try:
+                bit = int(flag["bit"])
+            except (TypeError, ValueError):
+                raise _DefError(f"bitfield: bit must be an integer: {flag!r}") from None
+            if bit < 0:
+                raise _DefError(f"bitfield: bit must not be negative: {flag!r}")
+            self.flags.append((str(flag["path"]), 1 << bit, "value" in flag, flag.get("value")))
+
+    def __call__(self, matches: PluginMatches) -> list[Any]:
+        found = dict(matches)
+        bitfield = self.initial
+        for path, bit, has_value, value in self.flags:
+            if path in found and (not has_value or found[path] == value):
+                bitfield |= bit
+        return [bitfield]
+
+
+class TimedeltaPlugin:
+    """``timedelta``: seconds between the two datetimes the fields give."""
+
+    def __call__(self, matches: PluginMatches) -> list[Any]:
+        if len(matches) != 2:
+            LOG.warning("timedelta needs exactly two timestamps, got %d", len(matches))
+            return [None]
+        start, end = (parse_timestamp(value) for _, value in matches)
+        if start is None or end is None:
+            LOG.warning("timedelta: %s and %s must both be datetimes",
+                        matches[0][0], matches[1][0])
+            return [None]
+        return [abs((end - start).total_seconds())]
+
+
+class MapPlugin:
+    """``map``: replace each value by its entry in ``values`` (or ``default``)."""
+
+    def __init__(self, values: Any = None, default: Any = None,
+                 case_sensitive: Any = True) -> None:
+        if not values or not isinstance(values, dict):
+            raise _DefError("map: 'values' must be a non-empty mapping")
+        self.case_sensitive = bool(case_sensitive)
+        self.values = values if self.case_sensitive else {
+            (k.casefold() if isinstance(k, str) else k): v for k, v in values.items()
+        }
+        self.default = default
+
+    def __call__(self, matches: PluginMatches) -> list[Any]:
+        out = []
+        for _, value in matches:
+            key = value.casefold() if not self.case_sensitive and isinstance(value, str) else value
+            try:
+                out.append(self.values[key])
+            except (KeyError, TypeError):  # TypeError: a list or object is no key
+                out.append(self.default)
+        return out
+
+
+PLUGINS: dict[str, Callable[..., Callable[[PluginMatches], list[Any]]]] = {
+    "split": SplitPlugin,
+    "bitfield": BitfieldPlugin,
+    "timedelta": TimedeltaPlugin,
+    "map": MapPlugin,
+}
+
+
+# --- definitions -----------------------------------------------------------
+
+
+class TraitDefinition:
+    """How to get one trait out of a notification's listener body.
+
+    :meth:`extract` returns the raw value (None: no trait) and may raise
+    only when a plugin or an unusual path fails; :meth:`convert` raises
+    ValueError/TypeError/OverflowError when the value does not fit the
+    type. The converter turns both into a dropped trait.
+    """
+
+    __slots__ = ("constant", "dtype", "getters", "name", "plugin", "simple")
+
+    def __init__(self, name: str, cfg: Any) -> None:
+        self.name = name
+        self.plugin: Callable[[PluginMatches], list[Any]] | None = None
+        type_name: Any = "text"
+        if isinstance(cfg, dict):
+            if "fields" not in cfg:
+                raise _DefError(f"trait {name!r} has no 'fields'", name)
+            type_name = cfg.get("type", "text")
+            if "plugin" in cfg:
+                self.plugin = _make_plugin(name, cfg["plugin"])
+            fields = cfg["fields"]
+        else:
+            fields = cfg  # "name: path" (or a list of paths, or a constant)
+        if not isinstance(type_name, str) or type_name.lower() not in TYPES:
+            raise _DefError(f"trait {name!r}: unknown type {type_name!r} "
+                            f"(expected one of {', '.join(TYPES)})", name)
+        self.dtype = TYPES[type_name.lower()]
+
+        if isinstance(fields, list) and len(fields) == 1:
+            fields = fields[0]
+        self.constant: Any = None
+        self.getters: tuple[FieldPath, ...] = ()
+        # An integer is a constant value, as in Ceilometer (YAML booleans too).
+        if isinstance(fields, int):
+            self.constant = fields
+        elif isinstance(fields, str):
+            self.getters = (_path(name, fields),)
+        elif isinstance(fields, list) and fields and all(isinstance(f, str) for f in fields):
+            self.getters = tuple(_path(name, f) for f in fields)
+        else:
+            raise _DefError(f"trait {name!r}: fields must be a path, a list of paths "
+                            f"or an integer, not {fields!r}", name)
+        #: The key tuples when every path is a plain chain of keys and no plugin.
+        self.simple: tuple[tuple[str, ...], ...] | None = None
+        if self.plugin is None and all(g.keys is not None for g in self.getters):
+            self.simple = tuple(g.keys for g in self.getters if g.keys is not None)
+
+    def extract(self, body: dict[str, Any]) -> Any:
+        if self.constant is not None:
+            return self.constant
+        simple = self.simple
+        if simple is not None:
+            for keys in simple:
+                value: Any = body
+                for key in keys:
+                    if isinstance(value, dict):
+                        value = value.get(key)
+                    else:
+                        value = None
+                        break
+                if value is not None:
+                    return value
+            return None
+        if self.plugin is None:
+            for getter in self.getters:
+                value = getter.first(body)
+                if value is not None:
+                    return value
+            return None
+        matches = [(".".join(path), value)
+                   for getter in self.getters
+                   for value, path in getter.find(body) if value is not None]
+        for value in self.plugin(matches):
+            if value is not None:
+                return value
+        return None
+
+    def convert(self, value: Any) -> Any:
+        """The stored form of ``value``; raises when it does not fit the type."""
+        dtype = self.dtype
+        if dtype == Trait.TEXT_TYPE:
+            return (value if isinstance(value, str) else str(value))[:TEXT_LIMIT]
+        if dtype == Trait.INT_TYPE:
+            return int(value)
+        if dtype == Trait.FLOAT_TYPE:
+            return float(value)
+        if not isinstance(value, str):
+            raise TypeError(f"a datetime must be a string, not {type(value).__name__}")
+        parsed = parse_timestamp(value)
+        if parsed is None:
+            raise ValueError(f"unparseable datetime {value!r}")
+        return parsed
+
+
+def _path(trait: str, expression: str) -> FieldPath:
+    try:
+        return FieldPath(expression)
+    except PathError as exc:
+        raise _DefError(f"trait {trait!r}: {exc}", trait) from None
+
+
+def _make_plugin(trait: str, cfg: Any) -> Callable[[PluginMatches], list[Any]]:
+    params: Any
+    if isinstance(cfg, str):
+        name, params = cfg, {}
+    elif isinstance(cfg, dict):
+        if "name" not in cfg:
+            raise _DefError(f"trait {trait!r}: plugin given without a name", trait)
+        name, params = cfg["name"], cfg.get("parameters") or {}
+    else:
+        raise _DefError(f"trait {trait!r}: plugin must be a name or a mapping", trait)
+    if name not in PLUGINS:
+        raise _DefError(f"trait {trait!r}: unknown plugin {name!r} "
+                        f"(expected one of {', '.join(PLUGINS)})", trait)
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise _DefError(f"trait {trait!r}: plugin parameters must be a mapping", trait)
+    factory = PLUGINS[name]
+    known = set(inspect.signature(factory).parameters)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        # Ceilometer's plugins swallow unknown keywords; say so instead.
+        LOG.warning("trait %s: plugin %s ignores parameters %s", trait, name, ", ".join(unknown))
+    try:
+        return factory(**{k: v for k, v in params.items() if k in known})
+    except _DefError as exc:
+        raise _DefError(f"trait {trait!r}: {exc}", trait) from None
+
+
+class EventDefinition:
+    """Which event types one definition takes, and the traits it extracts."""
+
+    def __init__(self, cfg: Any, index: int = 0) -> None:
+        self.index = index
+        if not isinstance(cfg, dict):
+            raise _DefError("a definition must be a mapping with event_type and traits")
+        for key in ("event_type", "traits"):
+            if key not in cfg:
+                raise _DefError(f"required key {key!r} is missing")
+        event_types = cfg["event_type"]
+        if isinstance(event_types, str):
+            event_types = [event_types]
+        if not isinstance(event_types, list) or not all(isinstance(t, str) for t in event_types):
+            raise _DefError(f"event_type must be a string or a list of strings, "
+                            f"not {event_types!r}")
+        self.event_types: list[str] = event_types
+        included = [t for t in event_types if not t.startswith("!")]
+        excluded = [t[1:] for t in event_types if t.startswith("!")]
+        if excluded and not included:
+            included = ["*"]
+        self.is_catchall = "*" in included and not excluded
+        self._included = [re.compile(fnmatch.translate(t)).match for t in included]
+        self._excluded = [re.compile(fnmatch.translate(t)).match for t in excluded]
+
+        traits = cfg["traits"]
+        if traits is None:
+            traits = {}
+        if not isinstance(traits, dict):
+            raise _DefError("traits must be a mapping of trait name to definition")
+        merged: dict[str, Any] = dict(DEFAULT_TRAITS)
+        for name, trait_cfg in traits.items():
+            merged[str(name)] = trait_cfg
+        self.traits = [TraitDefinition(name, trait_cfg) for name, trait_cfg in merged.items()]
+
+    def match_type(self, event_type: str) -> bool:
+        return (any(m(event_type) for m in self._included)
+                and not any(m(event_type) for m in self._excluded))
+
+    def __repr__(self) -> str:
+        return f"<EventDefinition #{self.index} {self.event_types!r}>"
+
+
+def catchall_definition() -> EventDefinition:
+    """The implicit last resort: every type, the default traits only."""
+    return EventDefinition({"event_type": "*", "traits": {}}, index=-1)
+
+
+def parse_definitions(config: Any, source: str = "<definitions>",
+                      lines: Sequence[int | None] = ()) -> list[EventDefinition]:
+    """Compile an already-loaded definitions list (file order kept)."""
+    if not isinstance(config, list):
+        raise DefinitionsError(f"{source}: the file must hold a YAML list of definitions, "
+                               f"not {type(config).__name__}")
+    out = []
+    for index, cfg in enumerate(config):
+        try:
+            out.append(EventDefinition(cfg, index))
+        except _DefError as exc:
+            where = f" (line {lines[index]})" if index < len(lines) and lines[index] else ""
+            types = cfg.get("event_type") if isinstance(cfg, Mapping) else None
+            raise DefinitionsError(f"{source}: definition #{index + 1}{where} "
+                                   f"event_type={types!r}: {exc}") from None
+    return out
+
+
+def load_definitions(path: str) -> list[EventDefinition]:
+    """Load and compile a definitions file.
+
+    Raises :class:`DefinitionsError` naming the file, the line and the
+    definition when the file cannot be read, is not YAML, or a definition
+    is invalid (unknown type or plugin, a bad path...).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionsError(f"{path}: cannot read the event definitions: {exc}") from None
+    try:
+        config = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise DefinitionsError(f"{path}: invalid YAML{where}: {problem}") from None
+    lines: list[int | None] = []
+    if isinstance(node, yaml.SequenceNode):
+        lines = [item.start_mark.line + 1 for item in node.value]
+    return parse_definitions(config, path, lines)
