@@ -32,7 +32,8 @@ from cotyledon import oslo_config_glue
 from oslo_config import cfg
 from sqlalchemy.engine import make_url
 
-from panko_collector import errors, queues, transport
+from panko_collector import converter, decoder, errors, queues, storage, transport
+from panko_collector.consumer import Consumer
 
 LOG = logging.getLogger(__name__)
 
@@ -154,17 +155,13 @@ class CollectorService(cotyledon.Service):
         self._terminating = threading.Event()
 
     def run(self) -> None:
-        from panko_collector import converter as converter_mod
-        from panko_collector import decoder, storage
-        from panko_collector.consumer import Consumer
-
         conn = storage.get_connection(self.conf.database.connection, self.conf)
         self.consumer = Consumer(
             self.conf,
             conn,
-            converter_mod.Converter.from_conf(self.conf),
+            converter.Converter.from_conf(self.conf),
             decoder.decode,
-            converter_factory=converter_mod.Converter.from_conf,
+            converter_factory=converter.Converter.from_conf,
             name=f"worker {self.worker_id} [{os.getpid()}]",
         )
         self._ready.set()

@@ -110,7 +110,7 @@ def test_corpus_end_to_end(tmp_path: Path, vhost: str, url: str,
 
     converter = Converter.from_conf(conf)
     pub = Publisher(vhost)
-    expected: dict[str, Any] = {}
+    expected: dict[str, list[Any]] = {}
     sent = 0
     for _label, note in corpus.notifications():
         body = broker.envelope(note)
@@ -120,7 +120,9 @@ def test_corpus_end_to_end(tmp_path: Path, vhost: str, url: str,
         sent += 1
         event = converter.convert(n)
         if event is not None:
-            expected.setdefault(event.message_id, (n, event))
+            # The corpus reuses a few message ids for different notifications;
+            # whichever a worker commits first is the one kept.
+            expected.setdefault(event.message_id, []).append((n, event))
     # Duplicates: the first 25 again; garbage and an invalid message for the dead letters.
     for _label, note in list(corpus.notifications())[:25]:
         n = decoder.decode(broker.envelope(note))
@@ -142,17 +144,18 @@ def test_corpus_end_to_end(tmp_path: Path, vhost: str, url: str,
     store = storage.get_connection(url)
     got = {e.message_id: e for e in store.get_events(EventFilter())}
     assert set(got) == set(expected)
-    for mid, (n, event) in expected.items():
+    for mid, candidates in expected.items():
         stored = got[mid]
-        assert stored.event_type == event.event_type
+        have = (stored.event_type, {(t.name, t.dtype, t.value) for t in stored.traits})
+        wants = [(event.event_type, {(t.name, t.dtype, t.value) for t in event.traits})
+                 for _n, event in candidates]
+        assert have in wants, mid
+        n, event = candidates[wants.index(have)]
         if n.timestamp is not None:
-            assert stored.generated == event.generated
-        want = {(t.name, t.dtype, t.value) for t in event.traits}
-        have = {(t.name, t.dtype, t.value) for t in stored.traits}
-        assert have == want, mid
+            assert stored.generated == event.generated, mid
     reasons = sorted(m.headers["reason"] for m in
                      broker.get_all(vhost, conf.collector.dead_letter_queue))
-    assert reasons == ["no-event-type", "not-utf8"]
+    assert reasons == ["no-event-type", "not-json"]
     log = c.log()
     assert "panko-collector starting" in log and "notifications.info" in log
     assert "events stored" in log  # the periodic summary
