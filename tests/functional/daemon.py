@@ -47,11 +47,16 @@ class Collector:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
     def workers(self) -> list[int]:
-        try:
-            text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(p) for p in text.split()]
+        # Children of any thread of the master (cotyledon forks from a thread).
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                pids.append(int(stat.parent.name))
+        return sorted(pids)
 
     def wait_consuming(self, n: int, timeout: float = 60) -> None:
         broker.wait_for(lambda: self.log().count("consuming") >= n, timeout=timeout,
