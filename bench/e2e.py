@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 import kombu  # noqa: E402
 import psycopg  # noqa: E402
 
-from panko_collector import decoder, storage  # noqa: E402
+from panko_collector import storage  # noqa: E402
 from tests import corpus  # noqa: E402
 
 PG = dict(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
@@ -176,7 +176,8 @@ def main() -> None:
     try:
         storage.get_connection(db_url).upgrade()
         print(f"N={args.n} notifications from {len(tmpl)} legacy corpus templates, "
-              f"{workers} workers, batch_size {args.batch_size}, PostgreSQL, {os.cpu_count()} CPUs")
+              f"{workers} workers, batch_size {args.batch_size}, PostgreSQL, "
+              f"{os.cpu_count()} CPUs")
 
         fill(vhost, args.n, tmpl)
         bare = bare_drain(vhost, args.n, workers, 2 * args.batch_size)
