@@ -308,3 +308,23 @@ def test_queue_mismatch_stops_the_start_with_a_clear_error(
     assert c.proc.wait(60) == 1
     log = c.log()
     assert "notifications.info" in log and "amqp_durable_queues" in log
+
+
+def test_publish_samples_shows_the_events_arrive(tmp_path: Path, vhost: str,
+                                                 collectors: list[Collector]) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    open_store(url)
+    conf_path = write_conf(tmp_path / "c.conf", vhost, url, workers=1)
+    start(collectors, conf_path, workers=1)
+    exe = Path(sys.executable).parent / "panko-collector-publish-samples"
+    out = subprocess.run([str(exe), "--config-file", str(conf_path), "--wait", "30"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for event_type in ("compute.instance.create.end", "volume.create.end",
+                       "port.create.end", "image.upload"):
+        assert event_type in out.stdout
+    assert "instance_id = " in out.stdout
+    assert count_events(url) == 4
