@@ -328,3 +328,38 @@ def test_publish_samples_shows_the_events_arrive(tmp_path: Path, vhost: str,
         assert event_type in out.stdout
     assert "instance_id = " in out.stdout
     assert count_events(url) == 4
+
+
+def test_broker_outage_fails_over_through_every_host(
+        tmp_path: Path, vhost: str, pg_url: str, collectors: list[Collector]) -> None:
+    """The broker disappears (connections refused) and comes back; the URL's
+    first host never answers, so every reconnection walks on to the second."""
+    import socket
+
+    open_store(pg_url)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]  # closed again: connections are refused
+    proxy = TCPProxy("127.0.0.1", 5672)
+    try:
+        conf_path = write_conf(tmp_path / "c.conf", vhost, pg_url)
+        text_ = conf_path.read_text().replace(
+            broker.url(vhost),
+            f"rabbit://guest:guest@127.0.0.1:{dead_port},guest:guest@127.0.0.1:{proxy.port}/"
+            f"{vhost}")
+        conf_path.write_text(text_)
+        c = start(collectors, conf_path)
+        notes = stream(vhost, 2000)
+        wait_for(lambda: count_events(pg_url) >= 200, what="a part stored")
+        proxy.cut()
+        wait_for(lambda: c.log().count("broker unavailable") >= 2, what="the loss noticed")
+        time.sleep(2)
+        proxy.restore()
+        wait_for(lambda: count_events(pg_url) == len(notes), timeout=120,
+                 what=f"everything after the outage:\n{c.log()[-2000:]}")
+        wait_for(lambda: broker.queue_counts(vhost)["notifications.info"] == (0, 0),
+                 what="everything acked")
+        assert set(stored_ids(pg_url)) == {n["message_id"] for n in notes}
+        assert c.stop() == 0
+    finally:
+        proxy.close()
