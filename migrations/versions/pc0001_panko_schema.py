@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from panko_collector.storage.sql_models import PreciseTimestamp
+from panko_collector.storage.sql_models import DOUBLE_PRECISION, PreciseTimestamp
 
 revision: str = "pc0001_panko_schema"
 down_revision: str | None = None
@@ -47,7 +47,7 @@ def upgrade() -> None:
     for name, value_type in (
         ("trait_text", sa.String(255)),
         ("trait_int", sa.BigInteger()),
-        ("trait_float", sa.Float(53)),
+        ("trait_float", DOUBLE_PRECISION),
         ("trait_datetime", PreciseTimestamp()),
     ):
         op.create_table(

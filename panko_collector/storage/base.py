@@ -83,6 +83,14 @@ class Connection(abc.ABC):
         return url
 
     @abc.abstractmethod
+    def dispose(self) -> None:
+        """Close pooled database connections; the next call opens new ones.
+
+        Call it at shutdown, and in a process forked from one that already
+        used this object (connections must not be shared across a fork).
+        """
+
+    @abc.abstractmethod
     def upgrade(self) -> None:
         """Create or migrate the schema to the newest version."""
 

@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import importlib.resources
 import json
+import math
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,11 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
 # SQLite reports both outages and schema problems as OperationalError; only
 # these messages mean "try again later".
 _SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o")
+_PG_INSERT_EVENTS = (
+    "INSERT INTO event (message_id, generated, event_type_id, raw) "
+    "SELECT * FROM unnest(%s::varchar[], %s::timestamp[], %s::integer[], %s::text[]) "
+    "ON CONFLICT (message_id) DO NOTHING RETURNING id, message_id"
+)
 
 
 @dataclass(slots=True)
@@ -113,6 +119,10 @@ def _trait_value(trait: models.Trait) -> tuple[int, Any]:
     if dtype == models.Trait.FLOAT_TYPE:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _BadEvent(f"trait {trait.name!r}: {value!r} is not a number")
+        if not math.isfinite(value):
+            # PostgreSQL would keep it, MySQL cannot even parse it, SQLite makes
+            # NaN a NULL: refuse it alike everywhere.
+            raise _BadEvent(f"trait {trait.name!r}: {value!r} is not a finite number")
         return dtype, float(value)
     if dtype == models.Trait.DATETIME_TYPE:
         if not isinstance(value, datetime.datetime):
@@ -142,11 +152,18 @@ def prepare_event(event: models.Event) -> _Row:
     except (TypeError, ValueError) as exc:
         raise _BadEvent(f"raw cannot be encoded as JSON: {exc}") from None
     row = _Row(event, event.message_id, event.event_type, sm.to_naive_utc(event.generated), raw)
+    text: dict[str, Any] = {}
+    row.traits[models.Trait.TEXT_TYPE] = text
     for trait in event.traits:
-        if not isinstance(trait.name, str) or not trait.name or len(trait.name) > _TEXT_MAX:
-            raise _BadEvent(f"trait name {trait.name!r} is empty, not text or too long")
+        name, value = trait.name, trait.value
+        if name.__class__ is not str or not 0 < len(name) <= _TEXT_MAX:
+            raise _BadEvent(f"trait name {name!r} is empty, not text or too long")
+        # Text is most traits: handled inline, the batch path is hot.
+        if trait.dtype == models.Trait.TEXT_TYPE and value.__class__ is str:
+            text[name] = value[:_TEXT_MAX]
+            continue
         table, value = _trait_value(trait)
-        row.traits.setdefault(table, {})[trait.name] = value
+        row.traits.setdefault(table, {})[name] = value
     return row
 
 
@@ -419,11 +436,17 @@ class Connection(base.Connection):
              "event_type_id": type_ids[r.event_type], "raw": r.raw}
             for r in rows
         ]
-        if dialect in ("postgresql", "sqlite"):
-            # ON CONFLICT skips message_ids already stored (also by a concurrent
-            # writer) and RETURNING gives the new ids in the same statement.
-            ins: Any = (pg_dialect.insert(_event) if dialect == "postgresql"
-                        else sqlite_dialect.insert(_event))
+        if dialect == "postgresql":
+            # One statement with four array parameters: no per-row placeholders
+            # to render and parse. ON CONFLICT skips message_ids already stored
+            # (also by a concurrent writer); RETURNING gives the new ids.
+            result = conn.exec_driver_sql(
+                _PG_INSERT_EVENTS,
+                ([p["message_id"] for p in params], [p["generated"] for p in params],
+                 [p["event_type_id"] for p in params], [p["raw"] for p in params]))
+            ids = dict((mid, id_) for id_, mid in result)
+        elif dialect == "sqlite":
+            ins: Any = sqlite_dialect.insert(_event)
             stmt = ins.on_conflict_do_nothing(index_elements=["message_id"]).returning(
                 _event.c.id, _event.c.message_id)
             ids = dict((mid, id_) for id_, mid in conn.execute(stmt, params))

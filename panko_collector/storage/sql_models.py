@@ -35,8 +35,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 EPOCH = datetime.datetime(1970, 1, 1)
-_ONE_MICROSECOND = datetime.timedelta(microseconds=1)
 MYSQL_DIALECTS = ("mysql", "mariadb")
+
+#: Panko's Float(53); MySQL turns FLOAT(53) into DOUBLE, so say DOUBLE there
+#: and the schema reads back as it was declared.
+DOUBLE_PRECISION = Float(53).with_variant(mysql.DOUBLE(asdecimal=False), *MYSQL_DIALECTS)
+_ONE_MICROSECOND = datetime.timedelta(microseconds=1)
 
 
 def to_naive_utc(value: datetime.datetime) -> datetime.datetime:
@@ -163,7 +167,7 @@ class TraitFloat(Base):
 
     event_id: Mapped[int] = mapped_column(Integer, ForeignKey("event.id"), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    value: Mapped[float | None] = mapped_column(Float(53))
+    value: Mapped[float | None] = mapped_column(DOUBLE_PRECISION)
 
 
 class TraitDatetime(Base):

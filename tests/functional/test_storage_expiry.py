@@ -1,0 +1,90 @@
+"""clear_expired_data against real databases: what goes, what stays, in how many chunks."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+import sqlalchemy as sa
+
+from panko_collector import service, storage
+from tests.functional.storage_helpers import T, count_rows, event, ids, open_storage
+
+TTL = 3600
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+def _load(conn: storage.Connection, old: int, fresh: int) -> None:
+    now = _now()
+    evs = [event(f"old-{i:03}", [T("s", T.TEXT_TYPE, "x"), T("i", T.INT_TYPE, i),
+                                 T("f", T.FLOAT_TYPE, 1.0), T("d", T.DATETIME_TYPE, now)],
+                 event_type="only.old" if i % 2 else "mixed",
+                 generated=now - datetime.timedelta(seconds=TTL + 600 - i))
+           for i in range(old)]
+    evs += [event(f"new-{i:03}", [T("s", T.TEXT_TYPE, "y")], event_type="mixed",
+                  generated=now - datetime.timedelta(seconds=TTL - 600))
+            for i in range(fresh)]
+    assert conn.record_events(evs).stored == old + fresh
+
+
+def test_deletes_only_expired_events_with_their_traits(db_url: str) -> None:
+    for conn in open_storage(db_url):
+        _load(conn, old=30, fresh=5)
+        assert conn.clear_expired_data(TTL) == 30
+        assert ids(conn.get_events(storage.EventFilter())) == [f"new-{i:03}" for i in range(5)]
+        assert count_rows(conn, "trait_text") == 5
+        for table in ("trait_int", "trait_float", "trait_datetime"):
+            assert count_rows(conn, table) == 0
+        # An event type with no events left goes; one still in use stays.
+        assert list(conn.get_event_types()) == ["mixed"]
+        assert conn.clear_expired_data(TTL) == 0
+        # The type cache forgot the removed type: it can be used again.
+        assert conn.record_events([event("again", event_type="only.old")]).stored == 1
+
+
+def test_the_boundary_is_strict(db_url: str) -> None:
+    for conn in open_storage(db_url):
+        now = _now()
+        conn.record_events([
+            event("just-expired", generated=now - datetime.timedelta(seconds=TTL + 2)),
+            event("not-yet", generated=now - datetime.timedelta(seconds=TTL - 30)),
+        ])
+        assert conn.clear_expired_data(TTL) == 1
+        assert ids(conn.get_events(storage.EventFilter())) == ["not-yet"]
+
+
+def test_max_count_caps_each_call_oldest_first(db_url: str) -> None:
+    for conn in open_storage(db_url):
+        _load(conn, old=12, fresh=2)
+        assert conn.clear_expired_data(TTL, max_count=5) == 5
+        left = ids(conn.get_events(storage.EventFilter()))
+        assert left[:7] == [f"old-{i:03}" for i in range(5, 12)]  # the oldest went first
+        assert conn.clear_expired_data(TTL, max_count=5) == 5
+        assert conn.clear_expired_data(TTL, max_count=5) == 2
+        assert conn.clear_expired_data(TTL, max_count=5) == 0
+        assert len(ids(conn.get_events(storage.EventFilter()))) == 2
+
+
+@pytest.mark.parametrize("max_count", [None, 7])
+def test_works_in_chunks_of_their_own_transaction(db_url: str, max_count: int | None) -> None:
+    conf = service.prepare_service([], config_files=[])
+    conf.set_override("events_delete_batch_size", 3, group="database")
+    conn = storage.get_connection(db_url, conf)
+    conn.upgrade()
+    try:
+        _load(conn, old=10, fresh=1)
+        commits: list[int] = []
+        engine = conn._engine  # type: ignore[attr-defined]
+        sa.event.listen(engine, "commit", lambda _c: commits.append(1))
+        deleted = conn.clear_expired_data(TTL, max_count=max_count)
+        assert deleted == (10 if max_count is None else 7)
+        # ceil(deleted / 3) chunks, each committed on its own (+1 for the
+        # event-type cleanup, +1 for an empty final probe when it divides evenly).
+        chunks = -(-deleted // 3)
+        assert chunks <= len(commits) <= chunks + 2
+        assert len(ids(conn.get_events(storage.EventFilter()))) == 11 - deleted
+    finally:
+        conn.dispose()
