@@ -45,7 +45,8 @@ OPTS = [
                     default=[],
                     help="Priorities (info, error, warn, ...) whose whole notification "
                          "is kept in the event's raw field; other events get {}. "
-                         "Repeat the option or separate priorities with commas."),
+                         "Repeat the option or separate priorities with commas; "
+                         "* keeps every notification."),
 ]
 
 #: Signature of the trait error callback: (event_type, trait, value, error).
@@ -96,7 +97,9 @@ class Converter:
         if not drop_unmatched and not any(d.is_catchall for d in self.definitions):
             self.definitions.append(catchall_definition())
         self.drop_unmatched = drop_unmatched
-        self.store_raw = frozenset(p.strip().lower() for p in store_raw if p.strip())
+        #: Priorities whose events keep the whole notification; "*" is all.
+        self.store_raw = frozenset(
+            p.strip().lower() for value in store_raw for p in value.split(",") if p.strip())
         self.on_trait_error = on_trait_error
         self._cache: dict[str, Any] = {}
 
@@ -104,10 +107,9 @@ class Converter:
     def from_conf(cls, conf: cfg.ConfigOpts,
                   on_trait_error: TraitErrorCallback | None = None) -> Converter:
         """Build from the ``[event]`` options; raises DefinitionsError."""
-        store_raw = [p for value in conf.event.store_raw for p in value.split(",")]
         return cls(load_definitions(resolve_definitions_file(conf)),
                    drop_unmatched=conf.event.drop_unmatched_notifications,
-                   store_raw=store_raw, on_trait_error=on_trait_error)
+                   store_raw=conf.event.store_raw, on_trait_error=on_trait_error)
 
     def definition_for(self, event_type: str) -> EventDefinition | None:
         """The definition that converts ``event_type`` (cached), or None."""
@@ -136,19 +138,22 @@ class Converter:
         body = notification.listener_body(
             generated if notification.raw_timestamp is None else None)
         traits = []
-        for tdef in edef.traits:
+        trait = models.Trait
+        for name, dtype, not_text, get, to_value in edef.plan:
             value = None
             try:
-                value = tdef.extract(body)
+                value = get(body)
                 if value is None:
                     continue
                 # Services send '' for unset values (dates especially).
-                if value == "" and tdef.dtype != models.Trait.TEXT_TYPE:
+                if not_text and value == "":
                     continue
-                traits.append(models.Trait(tdef.name, tdef.dtype, tdef.convert(value)))
+                traits.append(trait(name, dtype, to_value(value)))
             except Exception as exc:  # one bad trait must not cost the event
-                self._trait_error(event_type, tdef.name, value, exc)
-        raw = body if notification.priority in self.store_raw else {}
+                self._trait_error(event_type, name, value, exc)
+        store_raw = self.store_raw
+        raw = body if store_raw and (notification.priority in store_raw
+                                     or "*" in store_raw) else {}
         return models.Event(notification.message_id, event_type, generated, traits, raw)
 
     def _trait_error(self, event_type: str, trait: str, value: Any, exc: Exception) -> None:
@@ -158,4 +163,7 @@ class Converter:
         LOG.warning("Event %s: trait %s dropped, value %s does not convert: %s",
                     event_type, trait, shown, exc)
         if self.on_trait_error is not None:
-            self.on_trait_error(event_type, trait, value, exc)
+            try:
+                self.on_trait_error(event_type, trait, value, exc)
+            except Exception:  # a broken counter must not cost the event either
+                LOG.exception("on_trait_error callback failed")

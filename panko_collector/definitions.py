@@ -173,7 +173,7 @@ class TraitDefinition:
     type. The converter turns both into a dropped trait.
     """
 
-    __slots__ = ("constant", "dtype", "getters", "name", "plugin", "simple")
+    __slots__ = ("constant", "dtype", "get", "getters", "name", "plugin", "simple", "to_value")
 
     def __init__(self, name: str, cfg: Any) -> None:
         self.name = name
@@ -211,23 +211,34 @@ class TraitDefinition:
         self.simple: tuple[tuple[str, ...], ...] | None = None
         if self.plugin is None and all(g.keys is not None for g in self.getters):
             self.simple = tuple(g.keys for g in self.getters if g.keys is not None)
+        #: ``extract`` specialised for this trait (the hot path calls it).
+        self.get: Callable[[dict[str, Any]], Any] = self._specialise()
+        #: ``convert`` specialised for this trait's type.
+        self.to_value: Callable[[Any], Any] = _CONVERTERS[self.dtype]
+
+    def _specialise(self) -> Callable[[dict[str, Any]], Any]:
+        if self.constant is not None:
+            constant = self.constant
+            return lambda body: constant
+        if self.simple is not None and len(self.simple) == 1:
+            return _key_getter(self.simple[0])
+        if self.simple is not None:
+            getters = [_key_getter(keys) for keys in self.simple]
+
+            def first_of(body: dict[str, Any]) -> Any:
+                for getter in getters:
+                    value = getter(body)
+                    if value is not None:
+                        return value
+                return None
+
+            return first_of
+        return self.extract
 
     def extract(self, body: dict[str, Any]) -> Any:
+        """The trait's raw value in ``body`` (None: no trait)."""
         if self.constant is not None:
             return self.constant
-        simple = self.simple
-        if simple is not None:
-            for keys in simple:
-                value: Any = body
-                for key in keys:
-                    if isinstance(value, dict):
-                        value = value.get(key)
-                    else:
-                        value = None
-                        break
-                if value is not None:
-                    return value
-            return None
         if self.plugin is None:
             for getter in self.getters:
                 value = getter.first(body)
@@ -244,19 +255,64 @@ class TraitDefinition:
 
     def convert(self, value: Any) -> Any:
         """The stored form of ``value``; raises when it does not fit the type."""
-        dtype = self.dtype
-        if dtype == Trait.TEXT_TYPE:
-            return (value if isinstance(value, str) else str(value))[:TEXT_LIMIT]
-        if dtype == Trait.INT_TYPE:
-            return int(value)
-        if dtype == Trait.FLOAT_TYPE:
-            return float(value)
-        if not isinstance(value, str):
-            raise TypeError(f"a datetime must be a string, not {type(value).__name__}")
-        parsed = parse_timestamp(value)
-        if parsed is None:
-            raise ValueError(f"unparseable datetime {value!r}")
-        return parsed
+        return self.to_value(value)
+
+
+def _key_getter(keys: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
+    """A lookup of nested keys, unrolled for the usual depths."""
+    if len(keys) == 1:
+        (k1,) = keys
+        return lambda body: body.get(k1)
+    if len(keys) == 2:
+        k1, k2 = keys
+
+        def get2(body: dict[str, Any]) -> Any:
+            v = body.get(k1)
+            return v.get(k2) if isinstance(v, dict) else None
+
+        return get2
+    if len(keys) == 3:
+        k1, k2, k3 = keys
+
+        def get3(body: dict[str, Any]) -> Any:
+            v = body.get(k1)
+            if not isinstance(v, dict):
+                return None
+            v = v.get(k2)
+            return v.get(k3) if isinstance(v, dict) else None
+
+        return get3
+
+    def get_n(body: dict[str, Any]) -> Any:
+        value: Any = body
+        for key in keys:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(key)
+        return value
+
+    return get_n
+
+
+def _text(value: Any) -> str:
+    return (value if isinstance(value, str) else str(value))[:TEXT_LIMIT]
+
+
+def _datetime(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise TypeError(f"a datetime must be a string, not {type(value).__name__}")
+    parsed = parse_timestamp(value)
+    if parsed is None:
+        raise ValueError(f"unparseable datetime {value!r}")
+    return parsed
+
+
+_CONVERTERS: dict[int, Callable[[Any], Any]] = {
+    Trait.TEXT_TYPE: _text,
+    Trait.INT_TYPE: int,
+    Trait.FLOAT_TYPE: float,
+    Trait.DATETIME_TYPE: _datetime,
+}
 
 
 def _path(trait: str, expression: str) -> FieldPath:
@@ -327,6 +383,9 @@ class EventDefinition:
         for name, trait_cfg in traits.items():
             merged[str(name)] = trait_cfg
         self.traits = [TraitDefinition(name, trait_cfg) for name, trait_cfg in merged.items()]
+        #: What the converter's loop needs of each trait, without attribute lookups.
+        self.plan = tuple((t.name, t.dtype, t.dtype != Trait.TEXT_TYPE, t.get, t.to_value)
+                          for t in self.traits)
 
     def match_type(self, event_type: str) -> bool:
         return (any(m(event_type) for m in self._included)
