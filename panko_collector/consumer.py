@@ -98,6 +98,12 @@ class Backoff:
         self.attempts = 0
 
 
+def _first_line(exc: BaseException | None) -> str:
+    """Drivers add hint paragraphs to their messages; one line per attempt is enough."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class _Abandon(Exception):
     """Stop was requested while the database was down: leave without acking."""
 
@@ -166,11 +172,20 @@ class Consumer:
         )
         try:
             while not self._stop.is_set():
+                failure: errors.BrokerUnavailable | None = None
                 try:
                     self._connect()
                     backoff.reset()
                     self._consume()
                 except errors.BrokerUnavailable as exc:
+                    failure = exc
+                except _Abandon:
+                    break
+                finally:
+                    self._close()
+                if failure is not None:
+                    # Logged outside the except block: oslo.log would append
+                    # the exception a second time.
                     lost = len(self._batch)
                     # The channel that delivered these messages is gone, so
                     # they cannot be acked; the broker hands them out again.
@@ -179,14 +194,9 @@ class Consumer:
                     LOG.warning(
                         "%s: broker unavailable (%s); %d unacked messages will be "
                         "redelivered; reconnecting in %.1fs",
-                        self.name, exc, lost, delay,
+                        self.name, failure, lost, delay,
                     )
-                    self._close()
                     self._stop.wait(delay)
-                except _Abandon:
-                    break
-                finally:
-                    self._close()
         finally:
             self._report(final=True)
             self._stopped.set()
@@ -369,24 +379,26 @@ class Consumer:
             events: dict[str, models.Event] = {}
             for event, _message in self._batch.items:
                 events.setdefault(event.message_id, event)
+            failure: errors.StorageUnavailable | None = None
             try:
                 return self.storage.record_events(list(events.values())), len(events)
             except errors.StorageUnavailable as exc:
-                attempt += 1
-                self._cancel()
-                if self._stop.is_set():
-                    LOG.warning(
-                        "%s: stopping while the database is unavailable (%s); %d "
-                        "unacked messages will be redelivered by the broker",
-                        self.name, exc, len(self._batch),
-                    )
-                    raise _Abandon() from exc
-                delay = backoff.next()
+                failure = exc
+            attempt += 1
+            self._cancel()
+            if self._stop.is_set():
                 LOG.warning(
-                    "%s: writing %d events failed, attempt %d (%s); retrying in %.1fs",
-                    self.name, len(events), attempt, exc, delay,
+                    "%s: stopping while the database is unavailable (%s); %d "
+                    "unacked messages will be redelivered by the broker",
+                    self.name, _first_line(failure), len(self._batch),
                 )
-                self._wait(delay)
+                raise _Abandon()
+            delay = backoff.next()
+            LOG.warning(
+                "%s: writing %d events failed, attempt %d (%s); retrying in %.1fs",
+                self.name, len(events), attempt, _first_line(failure), delay,
+            )
+            self._wait(delay)
 
     def _wait(self, delay: float) -> None:
         """Sleep ``delay`` seconds while keeping the broker connection alive."""

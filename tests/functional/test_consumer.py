@@ -276,3 +276,21 @@ def test_queue_mismatch_names_queue_and_option(setup: Any, vhost: str) -> None:
         consumer.run()
     assert "notifications.error" in str(info.value)
     assert "amqp_durable_queues" in str(info.value)
+
+
+def test_stop_during_database_outage_leaves_messages_for_redelivery(
+        setup: Any, vhost: str) -> None:
+    conf, store, pub = setup
+    flaky = FlakyStorage(store)
+    flaky.down.set()
+    notes = [broker.notification() for _ in range(30)]
+    for n in notes:
+        pub.publish(n)
+    running = Running(Consumer(conf, flaky, SimpleConverter(), decoder.decode, name="test"))
+    wait_for(lambda: flaky.failures >= 2, what="failed attempts")
+    running.stop()  # returns although the batch could not be written
+    assert stored_ids(store) == set()
+    # Nothing acked, nothing dead-lettered: all back in the queue.
+    wait_for(lambda: broker.queue_counts(vhost)["notifications.info"] == (30, 0),
+             what="messages back in the queue")
+    assert broker.queue_counts(vhost).get(conf.collector.dead_letter_queue, (0, 0)) == (0, 0)
