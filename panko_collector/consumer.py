@@ -37,6 +37,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
@@ -52,6 +53,8 @@ LOG = logging.getLogger(__name__)
 
 #: Seconds between heartbeat checks and stop-flag checks while idle.
 _TICK = 0.5
+#: Seconds between checks for a finished write while one is in flight.
+_POLL = 0.01
 
 
 class Converter(Protocol):
@@ -104,6 +107,16 @@ def _first_line(exc: BaseException | None) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+@dataclass(eq=False)
+class _Write:
+    """A batch handed to the writer thread, and its messages to ack after."""
+
+    items: list[tuple[models.Event, Any]]
+    events: list[models.Event]
+    generation: int
+    future: Future[RecordResult] | None = None
+
+
 class _Abandon(Exception):
     """Stop was requested while the database was down: leave without acking."""
 
@@ -149,6 +162,11 @@ class Consumer:
         self._consumer: kombu.Consumer | None = None
         self._producer: kombu.Producer | None = None
         self._paused = False
+        # One writer thread: it alone uses the storage connection.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
+        self._inflight: _Write | None = None
+        self._generation = 0
+        self._storage_down = threading.Event()
         self._last_heartbeat = 0.0
         self._last_report = time.monotonic()
 
@@ -186,10 +204,12 @@ class Consumer:
                 if failure is not None:
                     # Logged outside the except block: oslo.log would append
                     # the exception a second time.
-                    lost = len(self._batch)
                     # The channel that delivered these messages is gone, so
                     # they cannot be acked; the broker hands them out again.
-                    self._batch.take()
+                    # A write still in flight finishes (or gives up) unseen.
+                    self._generation += 1
+                    stale, self._inflight = self._inflight, None
+                    lost = len(self._batch.take()) + (len(stale.items) if stale else 0)
                     delay = backoff.next()
                     LOG.warning(
                         "%s: broker unavailable (%s); %d unacked messages will be "
@@ -198,6 +218,7 @@ class Consumer:
                     )
                     self._stop.wait(delay)
         finally:
+            self._writer.shutdown(wait=False, cancel_futures=True)
             self._report(final=True)
             self._stopped.set()
 
@@ -246,25 +267,36 @@ class Consumer:
         return base + tuple(self._conn.connection_errors) + tuple(self._conn.channel_errors)
 
     def _consume(self) -> None:
-        """Drain deliveries until stopped; flush on size or age; flush at the end."""
+        """Drain deliveries until stopped; write on size or age; write at the end.
+
+        Writing overlaps consuming: while the writer thread commits one
+        batch, the next one fills (the prefetch of twice the batch size
+        leaves room for exactly that); acks are sent from this thread once
+        the commit is done.
+        """
         assert self._conn is not None
         conn = self._conn
         try:
             while not self._stop.is_set():
                 if self._reload.is_set():
                     self._do_reload()
-                if self._batch.due():
-                    self._flush()
-                left = self._batch.time_left()
-                timeout = _TICK if left is None else min(left, _TICK)
+                self._collect()
+                if self._storage_down.is_set():
+                    self._cancel()
+                if self._inflight is None and self._batch.due():
+                    self._submit()
+                if self._inflight is not None:
+                    timeout = _POLL  # to ack soon after the commit
+                else:
+                    left = self._batch.time_left()
+                    timeout = _TICK if left is None else min(left, _TICK)
                 with contextlib.suppress(TimeoutError):
-                    conn.drain_events(timeout=max(timeout, 0.01))
+                    conn.drain_events(timeout=max(timeout, 0.005))
                 self._tick()
             # Stop order: stop taking (cancel, so nothing new is delivered),
-            # write what we hold, ack it (inside _flush), then close (run).
+            # write what we hold and ack it (_flush_all), then close (run).
             self._cancel()
-            if len(self._batch):
-                self._flush()
+            self._flush_all()
         except errors.BrokerUnavailable:
             raise
         except self._broker_errors() as exc:
@@ -349,12 +381,31 @@ class Consumer:
 
     # -- writing --------------------------------------------------------------
 
-    def _flush(self) -> None:
-        """Write the batch, then ack (or dead-letter) every message in it."""
-        result, unique = self._record()
-        pending = self._batch.take()
+    def _submit(self) -> None:
+        """Hand the batch to the writer thread; its messages stay unacked."""
+        items = self._batch.take()
+        events: dict[str, models.Event] = {}
+        for event, _message in items:
+            events.setdefault(event.message_id, event)
+        write = _Write(items, list(events.values()), self._generation)
+        write.future = self._writer.submit(self._write, write)
+        self._inflight = write
+
+    def _collect(self, wait: bool = False) -> None:
+        """Ack (or dead-letter) the messages of a finished write.
+
+        Raises what the write raised: ``_Abandon`` when it gave up because
+        of a stop during an outage, anything unexpected from the storage.
+        """
+        write = self._inflight
+        if write is None or write.future is None:
+            return
+        if not wait and not write.future.done():
+            return
+        result = write.future.result()
+        self._inflight = None
         failed = {f.event.message_id: f.reason for f in result.failed}
-        for event, message in pending:
+        for event, message in write.items:
             reason = failed.get(event.message_id)
             if reason is None:
                 message.ack()
@@ -362,55 +413,54 @@ class Consumer:
                 self._dead_letter(message, "store-failed", reason)
         self.stats.stored += result.stored
         # Redeliveries inside one batch count as duplicates too.
-        self.stats.duplicates += result.duplicates + len(pending) - unique
+        self.stats.duplicates += result.duplicates + len(write.items) - len(write.events)
         if self._paused and not self._stop.is_set():
             assert self._consumer is not None
             self._consumer.consume()
             self._paused = False
             LOG.info("%s: database available again; consuming", self.name)
 
-    def _record(self) -> tuple[RecordResult, int]:
-        """``record_events`` for the batch, retried until the database takes it."""
+    def _flush_all(self) -> None:
+        """Wait for the write in flight, then write and ack what is left."""
+        self._collect(wait=True)
+        if len(self._batch):
+            self._submit()
+            self._collect(wait=True)
+
+    def _write(self, write: _Write) -> RecordResult:
+        """In the writer thread: ``record_events``, retried until the database takes it.
+
+        Raises ``_Abandon`` when a stop is requested (or the broker
+        connection that delivered the batch is gone) while the database is
+        unavailable: the messages are left unacked for the broker.
+        """
         backoff = Backoff(self.storage_retry_interval, self.storage_retry_max)
         attempt = 0
         while True:
-            # Rebuilt per attempt: messages that were already in flight when we
-            # paused join the batch while we wait.
-            events: dict[str, models.Event] = {}
-            for event, _message in self._batch.items:
-                events.setdefault(event.message_id, event)
             failure: errors.StorageUnavailable | None = None
             try:
-                return self.storage.record_events(list(events.values())), len(events)
+                result = self.storage.record_events(write.events)
             except errors.StorageUnavailable as exc:
                 failure = exc
+            else:
+                self._storage_down.clear()
+                return result
             attempt += 1
-            self._cancel()
-            if self._stop.is_set():
+            # Tells the consumer thread to stop taking messages.
+            self._storage_down.set()
+            if self._stop.is_set() or write.generation != self._generation:
                 LOG.warning(
-                    "%s: stopping while the database is unavailable (%s); %d "
-                    "unacked messages will be redelivered by the broker",
-                    self.name, _first_line(failure), len(self._batch),
+                    "%s: giving up a batch while the database is unavailable (%s); its "
+                    "%d messages stay unacked and will be redelivered by the broker",
+                    self.name, _first_line(failure), len(write.items),
                 )
                 raise _Abandon()
             delay = backoff.next()
             LOG.warning(
                 "%s: writing %d events failed, attempt %d (%s); retrying in %.1fs",
-                self.name, len(events), attempt, _first_line(failure), delay,
+                self.name, len(write.events), attempt, _first_line(failure), delay,
             )
-            self._wait(delay)
-
-    def _wait(self, delay: float) -> None:
-        """Sleep ``delay`` seconds while keeping the broker connection alive."""
-        assert self._conn is not None
-        deadline = time.monotonic() + delay
-        while not self._stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            with contextlib.suppress(TimeoutError):
-                self._conn.drain_events(timeout=min(left, _TICK))
-            self._tick()
+            self._stop.wait(delay)
 
     # -- configuration ----------------------------------------------------------
 
