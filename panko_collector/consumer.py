@@ -1,13 +1,15 @@
 """The worker loop: RabbitMQ messages in, committed events out, acks after commit.
 
-One ``Consumer`` runs in each worker process, on one thread that owns the
-broker connection: only that thread touches the channel (acks, publishes to
-the dead-letter exchange), so ``stop`` and ``request_reload`` merely set
-flags that the loop honours at safe points.
+One ``Consumer`` runs in each worker process. Its consumer thread owns the
+broker connection: only it touches the channel (acks, publishes to the
+dead-letter exchange). A single writer thread owns the storage connection
+and runs ``record_events``, so that one batch is committed while the next one
+fills. ``stop`` and ``request_reload`` merely set flags that the loop
+honours at safe points.
 
 Per message: decode -> check its priority -> convert -> add to the batch.
-A batch is written with one ``record_events`` call when it is full or old
-enough, then every message in it is acked. Undecodable messages, messages the
+A batch is handed to the writer when it is full or old enough; once it is
+committed, every message in it is acked. Undecodable messages, messages the
 converter chokes on, and events the database refuses are published to the
 dead-letter exchange with headers saying why, then acked. Dropped
 notifications (definitions) and priorities we were not asked to store are
@@ -15,11 +17,12 @@ acked and counted.
 
 Failures:
 
-- database unavailable (``StorageUnavailable``): the batch is kept, the
-  consumers are cancelled so no new messages come in, and the write is
-  retried with capped exponential backoff and jitter until it succeeds; one
-  WARNING per failed attempt. Nothing is acked, lost or dead-lettered.
-- broker connection lost: the batch is forgotten without acks (the broker
+- database unavailable (``StorageUnavailable``): the writer keeps the batch
+  and retries with capped exponential backoff and jitter until it succeeds,
+  one WARNING per failed attempt; meanwhile the consumers are cancelled so
+  no new messages come in (the prefetch bounds what was already on its
+  way). Nothing is acked, lost or dead-lettered.
+- broker connection lost: batches not yet acked are forgotten (the broker
   redelivers those messages to whoever consumes next; ``record_events``
   skips what was already committed) and the worker reconnects with backoff,
   trying every host of ``transport_url`` in turn.
