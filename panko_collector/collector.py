@@ -138,6 +138,27 @@ def mask_database_url(url: str) -> str:
         return "<unparsable database URL>"
 
 
+class Definitions:
+    """The converter of the current event definitions, held by the master.
+
+    Built at start (invalid definitions stop the start with the file's
+    error) and rebuilt on SIGHUP (invalid ones are logged and the previous
+    kept). A worker forked later, to replace one that died, starts from the
+    converter current at that moment instead of re-reading a file that may
+    have become invalid.
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        self.conf = conf
+        self.converter = converter.Converter.from_conf(conf)
+
+    def reload(self) -> None:
+        try:
+            self.converter = converter.Converter.from_conf(self.conf)
+        except errors.ConfigError as exc:
+            LOG.error("new event definitions rejected, keeping the old ones: %s", exc)
+
+
 class CollectorService(cotyledon.Service):
     """One consumer worker.
 
@@ -147,9 +168,11 @@ class CollectorService(cotyledon.Service):
 
     name = "collector"
 
-    def __init__(self, worker_id: Any, conf: cfg.ConfigOpts) -> None:
+    def __init__(self, worker_id: Any, conf: cfg.ConfigOpts,
+                 definitions: Definitions) -> None:
         super().__init__(worker_id)
         self.conf = conf
+        self.definitions = definitions
         self.consumer: Any = None
         self._ready = threading.Event()
         self._terminating = threading.Event()
@@ -159,7 +182,7 @@ class CollectorService(cotyledon.Service):
         self.consumer = Consumer(
             self.conf,
             conn,
-            converter.Converter.from_conf(self.conf),
+            self.definitions.converter,
             decoder.decode,
             converter_factory=converter.Converter.from_conf,
             name=f"worker {self.worker_id} [{os.getpid()}]",
@@ -216,9 +239,12 @@ def serve(conf: cfg.ConfigOpts) -> None:
     if (c.prefetch_count or 2 * c.batch_size) < c.batch_size:
         LOG.warning("[collector] prefetch_count %d is below batch_size %d: batches "
                     "will only ever be written by age", c.prefetch_count, c.batch_size)
+    definitions = Definitions(conf)
     check_broker(conf)
     LOG.info("%s", start_line(conf))
     manager = cotyledon.ServiceManager()
+    # link() re-reads the configuration files on SIGHUP; our hook runs after it.
     oslo_config_glue.link(manager, conf)
-    manager.add(CollectorService, workers=c.workers, args=(conf,))
+    manager.register_hooks(on_reload=definitions.reload)
+    manager.add(CollectorService, workers=c.workers, args=(conf, definitions))
     manager.run()

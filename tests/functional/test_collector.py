@@ -363,3 +363,36 @@ def test_broker_outage_fails_over_through_every_host(
         assert c.stop() == 0
     finally:
         proxy.close()
+
+
+def test_invalid_definitions_stop_the_start(tmp_path: Path, vhost: str,
+                                            collectors: list[Collector]) -> None:
+    defs = tmp_path / "defs.yaml"
+    defs.write_text("- event_type: [unclosed\n")
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    c = Collector(write_conf(tmp_path / "c.conf", vhost, url, defs))
+    collectors.append(c)
+    assert c.proc.wait(60) == 1
+    assert "defs.yaml" in c.log()
+
+
+def test_worker_replaced_after_a_rejected_reload_keeps_the_last_good_definitions(
+        tmp_path: Path, vhost: str, collectors: list[Collector]) -> None:
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    open_store(url)
+    defs = tmp_path / "defs.yaml"
+    defs.write_text("- event_type: test.*\n  traits:\n    a:\n      fields: payload.a\n")
+    c = start(collectors, write_conf(tmp_path / "c.conf", vhost, url, defs, workers=1),
+              workers=1)
+    defs.write_text("- event_type: [unclosed\n")
+    c.signal(signal.SIGHUP)
+    wait_for(lambda: c.log().count("new event definitions rejected") >= 2,
+             what="rejected in master and worker")
+    (old,) = c.workers()
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: len(c.workers()) == 1 and old not in c.workers(), what="replaced")
+    stream(vhost, 1, event_type="test.one", payload={"a": "kept"})
+    wait_for(lambda: count_events(url) == 1, what="event stored by the new worker")
+    (event,) = storage.get_connection(url).get_events(EventFilter())
+    assert {t.name: t.value for t in event.traits}["a"] == "kept"
+    assert c.stop() == 0
