@@ -294,3 +294,24 @@ def test_stop_during_database_outage_leaves_messages_for_redelivery(
     wait_for(lambda: broker.queue_counts(vhost)["notifications.info"] == (30, 0),
              what="messages back in the queue")
     assert broker.queue_counts(vhost).get(conf.collector.dead_letter_queue, (0, 0)) == (0, 0)
+
+
+def test_pool_consumes_a_queue_of_its_own_beside_the_standard_one(
+        tmp_path: Path, vhost: str) -> None:
+    conf = make_conf(tmp_path, vhost, pool="panko-pool")
+    store = storage.get_connection(conf.database.connection, conf)
+    store.upgrade()
+    running = start(conf, store)
+    try:
+        wait_for(lambda: "panko-pool" in broker.queue_counts(vhost), what="pool queue declared")
+        pub = Publisher(vhost)  # declares notifications.info, as a notifier does
+        notes = [broker.notification() for _ in range(20)]
+        for i, n in enumerate(notes):
+            pub.publish(n, exchange="nova" if i % 2 else "neutron")
+        pub.close()
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in notes}, what="stored")
+        wait_for(lambda: broker.queue_counts(vhost)["panko-pool"] == (0, 0), what="acked")
+    finally:
+        running.stop()
+    # Another consumer's standard queue (Ceilometer's) still holds all of them.
+    assert broker.queue_counts(vhost)["notifications.info"] == (20, 0)
