@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import reprlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -51,6 +52,9 @@ OPTS = [
 
 #: Signature of the trait error callback: (event_type, trait, value, error).
 TraitErrorCallback = Callable[[str, str, Any, Exception], None]
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 200
 
 _CACHE_LIMIT = 4096
 _NO_MATCH = object()
@@ -157,9 +161,7 @@ class Converter:
         return models.Event(notification.message_id, event_type, generated, traits, raw)
 
     def _trait_error(self, event_type: str, trait: str, value: Any, exc: Exception) -> None:
-        shown = repr(value)
-        if len(shown) > 200:
-            shown = shown[:200] + "..."
+        shown = _SHORT.repr(value)  # bounded: the value may be huge or deeply nested
         LOG.warning("Event %s: trait %s dropped, value %s does not convert: %s",
                     event_type, trait, shown, exc)
         if self.on_trait_error is not None:

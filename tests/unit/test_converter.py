@@ -437,3 +437,16 @@ def test_a_failing_callback_does_not_cost_the_event() -> None:
     conv = converter(VALUES, on_trait_error=broken)
     got = traits(convert(conv, notification(payload={"int_str": "abc", "int": 1})))
     assert "int_str" not in got and got["float_int"] == (Trait.FLOAT_TYPE, 1.0)
+
+
+def test_a_deeply_nested_bad_value_is_reported_briefly(caplog: pytest.LogCaptureFixture) -> None:
+    deep: Any = "x"
+    for _ in range(5000):
+        deep = [deep]
+    errors: list[Any] = []
+    conv = converter("- {event_type: '*', traits: {n: {fields: payload.v, type: int},"
+                     " t: payload.v}}", on_trait_error=lambda *args: errors.append(args))
+    got = traits(conv.convert(decode_object(notification(payload={"v": deep})), WHEN))
+    assert "n" not in got and "t" not in got  # str() of it fails too: dropped, not raised
+    assert [e[1] for e in errors] == ["n", "t"]
+    assert max(len(line) for line in caplog.text.splitlines()) < 1000
