@@ -284,7 +284,10 @@ class Consumer:
                 if self._reload.is_set():
                     self._do_reload()
                 self._collect()
-                if self._storage_down.is_set():
+                # Paused only while a write is actually failing: the flag may
+                # be stale (a write given up after a broker loss), and an
+                # empty batch would otherwise never probe the database again.
+                if self._storage_down.is_set() and self._inflight is not None:
                     self._cancel()
                 if self._inflight is None and self._batch.due():
                     self._submit()

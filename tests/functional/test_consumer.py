@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -315,3 +316,25 @@ def test_pool_consumes_a_queue_of_its_own_beside_the_standard_one(
         running.stop()
     # Another consumer's standard queue (Ceilometer's) still holds all of them.
     assert broker.queue_counts(vhost)["notifications.info"] == (20, 0)
+
+
+def test_broker_loss_during_database_outage_loses_nothing(setup: Any, vhost: str) -> None:
+    conf, store, pub = setup
+    flaky = FlakyStorage(store)
+    flaky.down.set()
+    notes = [broker.notification() for _ in range(60)]
+    for n in notes:
+        pub.publish(n)
+    pub.close()
+    running = Running(Consumer(conf, flaky, SimpleConverter(), decoder.decode, name="test"))
+    try:
+        wait_for(lambda: flaky.failures >= 2, what="failed attempts")
+        broker.rabbitmqctl("close_all_connections", "-p", vhost, "test")
+        time.sleep(2)  # reconnected while the database is still down
+        flaky.down.clear()
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in notes}, timeout=60,
+                 what="everything stored")
+        wait_for(lambda: broker.queue_counts(vhost)["notifications.info"] == (0, 0),
+                 what="everything acked")
+    finally:
+        running.stop()
