@@ -1,8 +1,10 @@
 """Panko's event tables as SQLAlchemy models.
 
-Names, types, keys and indexes are exactly Panko's, so that a database
-Panko created can be taken over in place and Panko's users and tools keep
-reading it. Two column types carry Panko's storage conventions:
+Names, types, keys and indexes are Panko's, so that a database Panko
+created can be taken over in place and Panko's users and tools keep reading
+it. One addition: an index on ``(key, value)`` of each trait table
+(revision pc0003), without which every trait filter scans the whole table.
+Two column types carry Panko's storage conventions:
 
 - ``PreciseTimestamp``: naive UTC datetimes with microseconds; MySQL/MariaDB
   store them as ``DECIMAL(20,6)`` seconds since the epoch (Panko did so
@@ -134,6 +136,7 @@ class TraitText(Base):
     __tablename__ = "trait_text"
     __table_args__ = (
         Index("ix_trait_text_event_id_key", "event_id", "key"),
+        Index("ix_trait_text_key_value", "key", "value"),
         _MYSQL_TABLE_ARGS,
     )
 
@@ -148,6 +151,7 @@ class TraitInt(Base):
     __tablename__ = "trait_int"
     __table_args__ = (
         Index("ix_trait_int_event_id_key", "event_id", "key"),
+        Index("ix_trait_int_key_value", "key", "value"),
         _MYSQL_TABLE_ARGS,
     )
 
@@ -162,6 +166,7 @@ class TraitFloat(Base):
     __tablename__ = "trait_float"
     __table_args__ = (
         Index("ix_trait_float_event_id_key", "event_id", "key"),
+        Index("ix_trait_float_key_value", "key", "value"),
         _MYSQL_TABLE_ARGS,
     )
 
@@ -176,6 +181,7 @@ class TraitDatetime(Base):
     __tablename__ = "trait_datetime"
     __table_args__ = (
         Index("ix_trait_datetime_event_id_key", "event_id", "key"),
+        Index("ix_trait_datetime_key_value", "key", "value"),
         _MYSQL_TABLE_ARGS,
     )
 

@@ -23,7 +23,7 @@ from panko_collector.storage import impl_sqlalchemy, sql_models
 from tests.conftest import REPO
 from tests.functional.storage_helpers import BASE, T, event, ids, open_storage
 
-HEAD = "pc0002_bigint_trait_int"
+HEAD = "pc0003_trait_value_indexes"
 
 
 def engine_of(conn: storage.Connection) -> sa.Engine:
@@ -41,7 +41,8 @@ def test_migrations_are_found_through_the_package() -> None:
     config = impl_sqlalchemy.Connection._alembic_config(None)  # type: ignore[arg-type]
     script = ScriptDirectory.from_config(config)
     assert script.get_heads() == [HEAD]
-    assert {r.revision for r in script.walk_revisions()} == {HEAD, "pc0001_panko_schema"}
+    assert {r.revision for r in script.walk_revisions()} == {
+        HEAD, "pc0002_bigint_trait_int", "pc0001_panko_schema"}
 
 
 @pytest.mark.slow
@@ -51,7 +52,8 @@ def test_the_wheel_carries_the_migrations(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("panko_collector-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("env.py", "script.py.mako", "versions/pc0001_panko_schema.py",
-                   "versions/pc0002_bigint_trait_int.py"):
+                   "versions/pc0002_bigint_trait_int.py",
+                   "versions/pc0003_trait_value_indexes.py"):
         assert f"panko_collector/migrations/{needed}" in names
     assert not any(n.startswith("migrations/") for n in names)
 
