@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
-from panko_collector import converter, storage
+from panko_collector import collector, converter, queues, storage, transport
 
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
+    from cotyledon import oslo_config_glue
+
     return [
+        # graceful_shutdown_timeout and log_options, read by cotyledon itself.
+        (None, list(transport.OPTS) + list(oslo_config_glue.service_opts)),
+        ("collector", list(collector.OPTS)),
         ("database", list(storage.OPTS)),
         ("event", list(converter.OPTS)),
+        ("oslo_messaging_rabbit", list(transport.RABBIT_OPTS) + list(queues.RABBIT_OPTS)),
     ]

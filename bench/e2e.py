@@ -1,0 +1,277 @@
+"""End-to-end throughput of panko-collector beside a bare kombu consumer.
+
+Usage: .venv/bin/python bench/e2e.py [-n 20000] [--workers N] [--batch-size 500]
+
+In one run, on a RabbitMQ vhost and a PostgreSQL database of its own:
+
+1. bare: N notifications (the legacy corpus, fresh message ids, oslo v2
+   envelope) are queued, then one bare kombu consumer per collector worker
+   drains them (decode and ack only, nothing stored); events/s from the
+   first delivery to the last ack.
+2. collector: N fresh ones are queued, then ``panko-collector`` starts with
+   the default worker count; events/s from the first stored event to the
+   last commit, and the ratio to the bare rate. Peak RSS (VmHWM) per worker,
+   and RSS at a quarter and at the end, to see whether it grows with N.
+3. latency: notifications are published at half the rate measured in (2)
+   for ``--latency-seconds``; each one's publish time is kept and the
+   database is polled every 20 ms for new events: p50/p99 publish-to-commit
+   (resolution: the poll interval).
+
+Prints figures; asserts nothing. Needs rabbitmqctl, RabbitMQ on
+127.0.0.1:5672 and PostgreSQL on 127.0.0.1:5432 (user postgres).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import kombu  # noqa: E402
+import psycopg  # noqa: E402
+
+from panko_collector import storage  # noqa: E402
+from tests import corpus  # noqa: E402
+
+PG = dict(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+QUEUE = "notifications.info"
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+def templates() -> list[dict[str, Any]]:
+    return [n for _label, n in corpus.notifications(corpus.LEGACY_SOURCES)]
+
+
+def fresh(template: dict[str, Any], sent_at: float | None = None) -> tuple[str, bytes]:
+    note = dict(template)
+    mid = str(uuid.uuid4())
+    if "metadata" in note and isinstance(note["metadata"], dict):
+        note["metadata"] = dict(note["metadata"], message_id=mid)
+    else:
+        note["message_id"] = mid
+    note["priority"] = "INFO"
+    return mid, json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(note)}).encode()
+
+
+class Publisher:
+    def __init__(self, vhost: str) -> None:
+        self.conn = kombu.Connection(f"amqp://guest:guest@127.0.0.1:5672/{vhost}")
+        channel = self.conn.channel()
+        self.exchange = kombu.Exchange("nova", type="topic", durable=False)(channel)
+        self.exchange.declare()
+        kombu.Queue(QUEUE, exchange=self.exchange, routing_key=QUEUE,
+                    durable=False)(channel).declare()
+        self.producer = kombu.Producer(channel)
+
+    def publish(self, body: bytes) -> None:
+        self.producer.publish(body, exchange=self.exchange, routing_key=QUEUE,
+                              content_type="application/json", content_encoding="utf-8")
+
+    def close(self) -> None:
+        self.conn.release()
+
+
+def fill(vhost: str, n: int, tmpl: list[dict[str, Any]]) -> None:
+    pub = Publisher(vhost)
+    for i in range(n):
+        pub.publish(fresh(tmpl[i % len(tmpl)])[1])
+    pub.close()
+
+
+def bare_drain(vhost: str, n: int, consumers: int, prefetch: int) -> float:
+    """events/s of ``consumers`` processes that decode and ack only."""
+    code = f"""
+import sys, time, kombu
+sys.path.insert(0, {str(REPO)!r})
+from panko_collector import decoder
+conn = kombu.Connection('amqp://guest:guest@127.0.0.1:5672/{vhost}')
+ch = conn.channel(); ch.basic_qos(0, {prefetch}, True)
+state = {{'first': None, 'last': None, 'n': 0}}
+def on(m):
+    if state['first'] is None: state['first'] = time.time()
+    decoder.decode(m.body); m.ack(); state['n'] += 1; state['last'] = time.time()
+c = kombu.Consumer(ch, [kombu.Queue('{QUEUE}', no_declare=True)], on_message=on)
+c.consume()
+idle = 0
+while idle < 3:
+    try:
+        conn.drain_events(timeout=1); idle = 0
+    except TimeoutError:
+        idle += 1 if state['n'] else 0
+print(state['first'], state['last'], state['n'])
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+             for _ in range(consumers)]
+    results = [p.communicate()[0].split() for p in procs]
+    firsts = [float(r[0]) for r in results if r[0] != "None"]
+    lasts = [float(r[1]) for r in results if r[1] != "None"]
+    count = sum(int(r[2]) for r in results)
+    assert count == n, (count, n)
+    return count / (max(lasts) - min(firsts))
+
+
+def rss(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) // 1024
+    return out
+
+
+def children(pid: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            pids.append(int(stat.parent.name))
+    return sorted(pids)
+
+
+def count_events(db: str) -> int:
+    with psycopg.connect(**{**PG, "dbname": db}) as conn:
+        row = conn.execute("SELECT count(*) FROM event").fetchone()
+        return int(row[0]) if row else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=20000, help="notifications per phase")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="collector workers (default: the collector's default, the CPU count)")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+
+    workers = args.workers or os.cpu_count() or 1
+    tmpl = templates()
+    vhost = f"pc_bench_{uuid.uuid4().hex[:8]}"
+    db = f"pc_bench_{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    with psycopg.connect(**PG, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    db_url = f"postgresql://postgres@127.0.0.1:5432/{db}"
+    tmp = Path(tempfile.mkdtemp(prefix="pc_bench_"))
+    proc = None
+    try:
+        storage.get_connection(db_url).upgrade()
+        print(f"N={args.n} notifications from {len(tmpl)} legacy corpus templates, "
+              f"{workers} workers, batch_size {args.batch_size}, PostgreSQL, "
+              f"{os.cpu_count()} CPUs")
+
+        fill(vhost, args.n, tmpl)
+        bare = bare_drain(vhost, args.n, workers, 2 * args.batch_size)
+        print(f"bare kombu consumer ({workers} procs, decode+ack): {bare:8.0f} events/s")
+
+        fill(vhost, args.n, tmpl)
+        conf = tmp / "collector.conf"
+        conf.write_text(
+            f"[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:5672/{vhost}\n"
+            f"log_file = {tmp / 'collector.log'}\n"
+            f"[database]\nconnection = {db_url}\n"
+            f"[collector]\nbatch_size = {args.batch_size}\nsummary_interval = 10\n"
+            + (f"workers = {args.workers}\n" if args.workers else "")
+        )
+        exe = Path(sys.executable).parent / "panko-collector"
+        proc = subprocess.Popen([str(exe), "--config-file", str(conf)], start_new_session=True)
+        t_first = t_last = None
+        quarter_rss: dict[int, dict[str, int]] = {}
+        while True:
+            n = count_events(db)
+            now = time.time()
+            if n and t_first is None:
+                t_first = now
+            if n >= args.n // 4 and not quarter_rss:
+                quarter_rss = {p: rss(p) for p in children(proc.pid)}
+            if n >= args.n:
+                t_last = now
+                break
+            time.sleep(0.02)
+        assert t_first is not None
+        # The first poll that sees events is up to one batch late: count it in.
+        e2e = (args.n - args.batch_size) / (t_last - t_first) if args.n > args.batch_size \
+            else args.n / (t_last - t_first)
+        end_rss = {p: rss(p) for p in children(proc.pid)}
+        print(f"panko-collector end to end:              {e2e:8.0f} events/s "
+              f"(ratio to bare: {e2e / bare:.0%})")
+        for p, r in end_rss.items():
+            q = quarter_rss.get(p, {})
+            print(f"  worker {p}: peak RSS {r['VmHWM']} MB; RSS at 25% {q.get('VmRSS', '?')} MB, "
+                  f"at 100% {r['VmRSS']} MB")
+
+        rate = e2e / 2
+        published: dict[str, float] = {}
+        seen: dict[str, float] = {}
+        stop = threading.Event()
+
+        def poll() -> None:
+            # By message id, not by "id > last seen": two workers commit their
+            # sequence-numbered rows out of order.
+            with psycopg.connect(**{**PG, "dbname": db}, autocommit=True) as conn:
+                while not (stop.is_set() and len(seen) >= len(published)):
+                    pending = [m for m in list(published) if m not in seen]
+                    if pending:
+                        rows = conn.execute("SELECT message_id FROM event "
+                                            "WHERE message_id = ANY(%s)", (pending,)).fetchall()
+                        now = time.time()
+                        for (mid,) in rows:
+                            seen[mid] = now
+                    time.sleep(0.02)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        pub = Publisher(vhost)
+        start = time.time()
+        i = 0
+        while time.time() - start < args.latency_seconds:
+            due = start + i / rate
+            if (wait := due - time.time()) > 0:
+                time.sleep(wait)
+            mid, body = fresh(tmpl[i % len(tmpl)])
+            published[mid] = time.time()
+            pub.publish(body)
+            i += 1
+        pub.close()
+        stop.set()
+        poller.join(60)
+        if poller.is_alive():
+            print(f"{len(published) - len(seen)} events not stored after 60 s")
+        lat = sorted(seen[m] - published[m] for m in published if m in seen)
+        p50 = statistics.median(lat)
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        print(f"latency at {rate:.0f} events/s (half the end-to-end rate), {len(lat)} events: "
+              f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (poll resolution 20 ms)")
+    finally:
+        if proc is not None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        rabbitmqctl("delete_vhost", vhost)
+        with psycopg.connect(**PG, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,516 @@
+"""The worker loop: RabbitMQ messages in, committed events out, acks after commit.
+
+One ``Consumer`` runs in each worker process. Its consumer thread owns the
+broker connection: only it touches the channel (acks, publishes to the
+dead-letter exchange). A single writer thread owns the storage connection
+and runs ``record_events``, so that one batch is committed while the next one
+fills. ``stop`` and ``request_reload`` merely set flags that the loop
+honours at safe points.
+
+Per message: decode -> check its priority -> convert -> add to the batch.
+A batch is handed to the writer when it is full or old enough; once it is
+committed, every message in it is acked. Undecodable messages, messages the
+converter chokes on, and events the database refuses are published to the
+dead-letter exchange with headers saying why, then acked. Dropped
+notifications (definitions) and priorities we were not asked to store are
+acked and counted.
+
+Failures:
+
+- database unavailable (``StorageUnavailable``): the writer keeps the batch
+  and retries with capped exponential backoff and jitter until it succeeds,
+  one WARNING per failed attempt; meanwhile the consumers are cancelled so
+  no new messages come in (the prefetch bounds what was already on its
+  way). Nothing is acked, lost or dead-lettered.
+- broker connection lost: batches not yet acked are forgotten (the broker
+  redelivers those messages to whoever consumes next; ``record_events``
+  skips what was already committed) and the worker reconnects with backoff,
+  trying every host of ``transport_url`` in turn.
+- ``QueueMismatch`` and any unexpected error leave ``run`` as exceptions:
+  the worker process dies, the service manager starts a new one, and the
+  unacked messages are redelivered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
+
+import kombu
+import kombu.exceptions
+from oslo_config import cfg
+
+from panko_collector import errors, queues, transport
+from panko_collector.batch import Batch
+from panko_collector.storage import Connection, RecordResult, models
+
+LOG = logging.getLogger(__name__)
+
+#: Seconds between heartbeat checks and stop-flag checks while idle.
+_TICK = 0.5
+#: Seconds between checks for a finished write while one is in flight.
+_POLL = 0.01
+
+
+class Converter(Protocol):
+    def convert(self, notification: Any, received: Any = None) -> models.Event | None: ...
+
+
+Decode = Callable[[bytes], Any]
+
+
+@dataclass
+class Stats:
+    """Counters of one worker; reset after each periodic summary."""
+
+    messages: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    dropped: int = 0
+    ignored: int = 0
+    dead_lettered: int = 0
+
+    def add(self, other: Stats) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter: uniform(0, min(cap, base * 2**n)).
+
+    Jitter spreads the retries of many workers so that a database coming
+    back is not hit by all of them at the same instant. ``floor`` keeps a
+    minimum pause so that a hopeless retry never spins.
+    """
+
+    def __init__(self, base: float, cap: float, floor: float = 0.1) -> None:
+        self.base, self.cap, self.floor = base, cap, floor
+        self.attempts = 0
+
+    def next(self) -> float:
+        ceiling = min(self.cap, self.base * (2**self.attempts))
+        self.attempts += 1
+        return max(self.floor, random.uniform(ceiling / 2, ceiling))
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+def _first_line(exc: BaseException | None) -> str:
+    """Drivers add hint paragraphs to their messages; one line per attempt is enough."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@dataclass(eq=False)
+class _Write:
+    """A batch handed to the writer thread, and its messages to ack after."""
+
+    items: list[tuple[models.Event, Any]]
+    events: list[models.Event]
+    generation: int
+    future: Future[RecordResult] | None = None
+
+
+class _Abandon(Exception):
+    """Stop was requested while the database was down: leave without acking."""
+
+
+class Consumer:
+    """Consume the configured queues into ``storage`` until ``stop`` is called.
+
+    ``run`` returns after a requested stop, once the current batch is written
+    and acked (or, if the database is down at that moment, left unacked for
+    the broker to redeliver). It raises ``QueueMismatch`` when RabbitMQ
+    refuses our queue declarations, and lets unexpected errors through so
+    the worker dies and is replaced; it never raises for broker or database
+    outages, which it waits out.
+    """
+
+    def __init__(
+        self,
+        conf: cfg.ConfigOpts,
+        storage: Connection,
+        converter: Converter,
+        decode: Decode,
+        *,
+        converter_factory: Callable[[cfg.ConfigOpts], Converter] | None = None,
+        name: str = "worker",
+    ) -> None:
+        self.conf = conf
+        self.storage = storage
+        self.converter = converter
+        self.decode = decode
+        self.converter_factory = converter_factory
+        self.name = name
+        self.url = transport.parse_url(conf.transport_url)
+        self.stats = Stats()
+        self.totals = Stats()
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._reload = threading.Event()
+        self._apply_settings()
+        self._batch: Batch[tuple[models.Event, kombu.Message]] = Batch(
+            self.batch_size, self.batch_timeout
+        )
+        self._conn: kombu.Connection | None = None
+        self._consumer: kombu.Consumer | None = None
+        self._producer: kombu.Producer | None = None
+        self._paused = False
+        # One writer thread: it alone uses the storage connection.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
+        self._inflight: _Write | None = None
+        self._generation = 0
+        self._storage_down = threading.Event()
+        self._last_heartbeat = 0.0
+        self._last_report = time.monotonic()
+
+    # -- control, from any thread -------------------------------------------
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Ask the loop to finish; wait until it has. True if it did in time."""
+        self._stop.set()
+        return self._stopped.wait(timeout)
+
+    def request_reload(self) -> None:
+        """Re-read the configuration and definitions at the next safe point."""
+        self._reload.set()
+
+    # -- the loop -------------------------------------------------------------
+
+    def run(self) -> None:
+        backoff = Backoff(
+            self.conf.oslo_messaging_rabbit.rabbit_retry_interval,
+            self.conf.oslo_messaging_rabbit.rabbit_interval_max,
+        )
+        try:
+            while not self._stop.is_set():
+                failure: errors.BrokerUnavailable | None = None
+                try:
+                    self._connect()
+                    backoff.reset()
+                    self._consume()
+                except errors.BrokerUnavailable as exc:
+                    failure = exc
+                except _Abandon:
+                    break
+                finally:
+                    self._close()
+                if failure is not None:
+                    # Logged outside the except block: oslo.log would append
+                    # the exception a second time.
+                    # The channel that delivered these messages is gone, so
+                    # they cannot be acked; the broker hands them out again.
+                    # A write still in flight finishes (or gives up) unseen.
+                    self._generation += 1
+                    stale, self._inflight = self._inflight, None
+                    lost = len(self._batch.take()) + (len(stale.items) if stale else 0)
+                    delay = backoff.next()
+                    LOG.warning(
+                        "%s: broker unavailable (%s); %d unacked messages will be "
+                        "redelivered; reconnecting in %.1fs",
+                        self.name, failure, lost, delay,
+                    )
+                    self._stop.wait(delay)
+        finally:
+            self._writer.shutdown(wait=False, cancel_futures=True)
+            self._report(final=True)
+            self._stopped.set()
+
+    def _connect(self) -> None:
+        """Connect, declare, set prefetch and start consuming."""
+        conn = transport.connection(self.conf, self.url)
+        self._conn = conn
+        try:
+            conn.ensure_connection(
+                max_retries=len(self.url.hosts),
+                interval_start=0,
+                interval_step=0,
+                interval_max=0,
+            )
+            channel = conn.channel()
+            declared = queues.declare(self.conf, channel)
+            quorum = self.conf.oslo_messaging_rabbit.rabbit_quorum_queue
+            # A per-channel limit bounds this worker's memory whatever the
+            # number of queues; quorum queues only know per-consumer limits.
+            channel.basic_qos(0, self.prefetch_count, not quorum)
+            self._producer = kombu.Producer(channel)
+            self._consumer = kombu.Consumer(
+                channel, declared, on_message=self._on_message, no_ack=False
+            )
+            self._consumer.consume()
+            self._paused = False
+        except errors.QueueMismatch:
+            raise
+        except self._broker_errors() as exc:
+            raise errors.BrokerUnavailable(f"{self.url.masked()}: {exc}") from exc
+        info = conn.info()
+        LOG.info(
+            "%s: consuming %d queues on %s:%s/%s",
+            self.name, len(declared), info.get("hostname"), info.get("port"),
+            self.url.virtual_host,
+        )
+
+    def _broker_errors(self) -> tuple[type[BaseException], ...]:
+        base: tuple[type[BaseException], ...] = (
+            kombu.exceptions.OperationalError,
+            ConnectionError,
+            socket.error,
+        )
+        if self._conn is None:
+            return base
+        return base + tuple(self._conn.connection_errors) + tuple(self._conn.channel_errors)
+
+    def _consume(self) -> None:
+        """Drain deliveries until stopped; write on size or age; write at the end.
+
+        Writing overlaps consuming: while the writer thread commits one
+        batch, the next one fills (the prefetch of twice the batch size
+        leaves room for exactly that); acks are sent from this thread once
+        the commit is done.
+        """
+        assert self._conn is not None
+        conn = self._conn
+        try:
+            while not self._stop.is_set():
+                if self._reload.is_set():
+                    self._do_reload()
+                self._collect()
+                # Paused only while a write is actually failing: the flag may
+                # be stale (a write given up after a broker loss), and an
+                # empty batch would otherwise never probe the database again.
+                if self._storage_down.is_set() and self._inflight is not None:
+                    self._cancel()
+                if self._inflight is None and self._batch.due():
+                    self._submit()
+                if self._inflight is not None:
+                    timeout = _POLL  # to ack soon after the commit
+                else:
+                    left = self._batch.time_left()
+                    timeout = _TICK if left is None else min(left, _TICK)
+                with contextlib.suppress(TimeoutError):
+                    conn.drain_events(timeout=max(timeout, 0.005))
+                self._tick()
+            # Stop order: stop taking (cancel, so nothing new is delivered),
+            # write what we hold and ack it (_flush_all), then close (run).
+            self._cancel()
+            self._flush_all()
+        except errors.BrokerUnavailable:
+            raise
+        except self._broker_errors() as exc:
+            raise errors.BrokerUnavailable(str(exc) or type(exc).__name__) from exc
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if self._conn is not None and now - self._last_heartbeat >= _TICK:
+            self._last_heartbeat = now
+            self._conn.heartbeat_check()
+        if now - self._last_report >= self.summary_interval:
+            self._report()
+
+    def _cancel(self) -> None:
+        if self._consumer is not None and not self._paused:
+            self._consumer.cancel()
+            self._paused = True
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        self._consumer = self._producer = None
+        if conn is not None:
+            try:
+                conn.release()
+            except Exception:
+                LOG.debug("%s: error while closing the broker connection", self.name,
+                          exc_info=True)
+
+    # -- per message ----------------------------------------------------------
+
+    def _on_message(self, message: kombu.Message) -> None:
+        self.stats.messages += 1
+        try:
+            notification = self.decode(message.body)
+        except errors.DecodeError as exc:
+            self._dead_letter(message, exc.reason, exc.detail)
+            return
+        # A message without a priority field has the one its routing key names.
+        priority = notification.priority or str(
+            (message.delivery_info or {}).get("routing_key", "")
+        ).rpartition(".")[2].lower()
+        if priority not in self.priorities:
+            message.ack()
+            self.stats.ignored += 1
+            return
+        try:
+            event = self.converter.convert(notification)
+        except Exception as exc:
+            LOG.warning("%s: conversion of %s failed: %r", self.name,
+                        getattr(notification, "message_id", "?"), exc)
+            self._dead_letter(message, "convert-failed", repr(exc))
+            return
+        if event is None:
+            message.ack()
+            self.stats.dropped += 1
+            return
+        self._batch.add((event, message))
+
+    def _dead_letter(self, message: kombu.Message, reason: str, error: str) -> None:
+        """Publish a copy to the dead-letter exchange (confirmed), then ack the original."""
+        assert self._producer is not None
+        info = message.delivery_info or {}
+        headers = {
+            "reason": reason,
+            "error": error[:2000],
+            "original_exchange": info.get("exchange", ""),
+            "original_routing_key": info.get("routing_key", ""),
+        }
+        self._producer.publish(
+            message.body,
+            exchange=self.conf.collector.dead_letter_exchange,
+            routing_key=reason,
+            headers=headers,
+            content_type=message.content_type or "application/octet-stream",
+            content_encoding=message.content_encoding or "binary",
+            delivery_mode=2,
+            retry=False,
+        )
+        message.ack()
+        self.stats.dead_lettered += 1
+        LOG.debug("%s: dead-lettered a message: %s: %s", self.name, reason, error)
+
+    # -- writing --------------------------------------------------------------
+
+    def _submit(self) -> None:
+        """Hand the batch to the writer thread; its messages stay unacked."""
+        items = self._batch.take()
+        events: dict[str, models.Event] = {}
+        for event, _message in items:
+            events.setdefault(event.message_id, event)
+        write = _Write(items, list(events.values()), self._generation)
+        write.future = self._writer.submit(self._write, write)
+        self._inflight = write
+
+    def _collect(self, wait: bool = False) -> None:
+        """Ack (or dead-letter) the messages of a finished write.
+
+        Raises what the write raised: ``_Abandon`` when it gave up because
+        of a stop during an outage, anything unexpected from the storage.
+        """
+        write = self._inflight
+        if write is None or write.future is None:
+            return
+        if not wait and not write.future.done():
+            return
+        result = write.future.result()
+        self._inflight = None
+        failed = {f.event.message_id: f.reason for f in result.failed}
+        for event, message in write.items:
+            reason = failed.get(event.message_id)
+            if reason is None:
+                message.ack()
+            else:
+                self._dead_letter(message, "store-failed", reason)
+        self.stats.stored += result.stored
+        # Redeliveries inside one batch count as duplicates too.
+        self.stats.duplicates += result.duplicates + len(write.items) - len(write.events)
+        if self._paused and not self._stop.is_set():
+            assert self._consumer is not None
+            self._consumer.consume()
+            self._paused = False
+            LOG.info("%s: database available again; consuming", self.name)
+
+    def _flush_all(self) -> None:
+        """Wait for the write in flight, then write and ack what is left."""
+        self._collect(wait=True)
+        if len(self._batch):
+            self._submit()
+            self._collect(wait=True)
+
+    def _write(self, write: _Write) -> RecordResult:
+        """In the writer thread: ``record_events``, retried until the database takes it.
+
+        Raises ``_Abandon`` when a stop is requested (or the broker
+        connection that delivered the batch is gone) while the database is
+        unavailable: the messages are left unacked for the broker.
+        """
+        backoff = Backoff(self.storage_retry_interval, self.storage_retry_max)
+        attempt = 0
+        while True:
+            failure: errors.StorageUnavailable | None = None
+            try:
+                result = self.storage.record_events(write.events)
+            except errors.StorageUnavailable as exc:
+                failure = exc
+            else:
+                self._storage_down.clear()
+                return result
+            attempt += 1
+            # Tells the consumer thread to stop taking messages.
+            self._storage_down.set()
+            if self._stop.is_set() or write.generation != self._generation:
+                LOG.warning(
+                    "%s: giving up a batch while the database is unavailable (%s); its "
+                    "%d messages stay unacked and will be redelivered by the broker",
+                    self.name, _first_line(failure), len(write.items),
+                )
+                raise _Abandon()
+            delay = backoff.next()
+            LOG.warning(
+                "%s: writing %d events failed, attempt %d (%s); retrying in %.1fs",
+                self.name, len(write.events), attempt, _first_line(failure), delay,
+            )
+            self._stop.wait(delay)
+
+    # -- configuration ----------------------------------------------------------
+
+    def _apply_settings(self) -> None:
+        c = self.conf.collector
+        self.priorities = frozenset(p.lower() for p in c.priorities)
+        self.batch_size = c.batch_size
+        self.batch_timeout = c.batch_timeout
+        self.prefetch_count = c.prefetch_count or 2 * c.batch_size
+        self.summary_interval = c.summary_interval
+        self.storage_retry_interval = c.storage_retry_interval
+        self.storage_retry_max = c.storage_retry_max
+
+    def _do_reload(self) -> None:
+        self._reload.clear()
+        try:
+            self.conf.reload_config_files()
+        except Exception as exc:
+            LOG.error("%s: reloading the configuration failed, keeping the old one: %s",
+                      self.name, exc)
+            return
+        if self.converter_factory is not None:
+            try:
+                self.converter = self.converter_factory(self.conf)
+            except errors.ConfigError as exc:
+                LOG.error("%s: new event definitions rejected, keeping the old ones: %s",
+                          self.name, exc)
+            else:
+                LOG.info("%s: event definitions reloaded", self.name)
+        self._apply_settings()
+        self._batch.max_size = self.batch_size
+        self._batch.max_age = self.batch_timeout
+
+    def _report(self, final: bool = False) -> None:
+        now = time.monotonic()
+        elapsed = max(now - self._last_report, 1e-9)
+        s = self.stats
+        if s.messages or final:
+            LOG.info(
+                "%s: %d messages in %.0fs (%.1f/s): %d events stored, %d duplicates, "
+                "%d dropped, %d ignored priorities, %d dead-lettered",
+                self.name, s.messages, elapsed, s.messages / elapsed, s.stored,
+                s.duplicates, s.dropped, s.ignored, s.dead_lettered,
+            )
+        self.totals.add(s)
+        self.stats = Stats()
+        self._last_report = now

@@ -1,0 +1,224 @@
+"""Which exchanges and queues the collector declares, with which arguments.
+
+OpenStack services declare their notification queues through oslo.messaging
+when they publish; RabbitMQ refuses a second declaration of a queue or
+exchange with other arguments (PRECONDITION_FAILED). So ours carry exactly
+what oslo.messaging's RabbitMQ driver puts on them for the same
+``[oslo_messaging_rabbit]`` options:
+
+- exchanges: type ``topic``, durable when ``amqp_durable_queues`` or
+  ``rabbit_quorum_queue``, auto-delete when ``amqp_auto_delete``;
+- queues: the same durability and auto-delete, and the x-arguments
+  ``x-queue-type: quorum`` (plus ``x-delivery-limit``,
+  ``x-max-in-memory-length``, ``x-max-in-memory-bytes`` when set) for quorum
+  queues, ``x-ha-policy: all`` for ``rabbit_ha_queues``.
+
+Without ``[collector] pool`` we consume the standard ``<topic>.<priority>``
+queues, bound with their own name as routing key on every exchange, so what
+was published before our first start is there waiting. With a pool we
+consume one queue named after the pool, bound to the same exchanges and
+routing keys, as an oslo.messaging listener with that pool does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import amqp.exceptions
+import kombu
+from oslo_config import cfg
+
+from panko_collector import errors
+
+RABBIT_OPTS = [
+    cfg.BoolOpt(
+        "amqp_durable_queues",
+        default=False,
+        deprecated_group="DEFAULT",
+        help="Use durable queues and exchanges, as the OpenStack services "
+        "publishing on this broker do; must match their setting or RabbitMQ "
+        "refuses our declarations.",
+    ),
+    cfg.BoolOpt(
+        "amqp_auto_delete",
+        default=False,
+        deprecated_group="DEFAULT",
+        help="Auto-delete queues and exchanges, as the OpenStack services "
+        "publishing on this broker do; must match their setting.",
+    ),
+    cfg.BoolOpt(
+        "rabbit_quorum_queue",
+        default=False,
+        help="Use quorum queues (x-queue-type: quorum), which are always "
+        "durable; must match the setting of the OpenStack services.",
+    ),
+    cfg.IntOpt(
+        "rabbit_quorum_delivery_limit",
+        default=0,
+        min=0,
+        help="x-delivery-limit of quorum queues (0: none); must match the "
+        "OpenStack services' setting.",
+    ),
+    cfg.IntOpt(
+        "rabbit_quorum_max_memory_length",
+        default=0,
+        min=0,
+        help="x-max-in-memory-length of quorum queues (0: none); must match "
+        "the OpenStack services' setting.",
+    ),
+    cfg.IntOpt(
+        "rabbit_quorum_max_memory_bytes",
+        default=0,
+        min=0,
+        help="x-max-in-memory-bytes of quorum queues (0: none); must match "
+        "the OpenStack services' setting.",
+    ),
+    cfg.BoolOpt(
+        "rabbit_ha_queues",
+        default=False,
+        help="Declare queues with x-ha-policy: all (mirrored queues of old "
+        "RabbitMQ releases); must match the OpenStack services' setting.",
+    ),
+]
+
+#: The options whose mismatch with an existing queue RabbitMQ refuses, named in errors.
+_MISMATCH_HINT = (
+    "[oslo_messaging_rabbit] amqp_durable_queues, amqp_auto_delete, "
+    "rabbit_quorum_queue and rabbit_quorum_* must match the OpenStack services "
+    "that declared it"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """One queue to declare and consume, and where it is bound."""
+
+    name: str
+    bindings: tuple[tuple[str, str], ...]  # (exchange, routing key)
+    durable: bool
+    auto_delete: bool
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+def durable(conf: cfg.ConfigOpts) -> bool:
+    """Quorum queues are always durable, as oslo.messaging has it."""
+    rabbit = conf.oslo_messaging_rabbit
+    return bool(rabbit.amqp_durable_queues or rabbit.rabbit_quorum_queue)
+
+
+def queue_arguments(conf: cfg.ConfigOpts) -> dict[str, Any]:
+    """The x-arguments oslo.messaging declares notification queues with."""
+    rabbit = conf.oslo_messaging_rabbit
+    if rabbit.rabbit_quorum_queue and rabbit.rabbit_ha_queues:
+        raise errors.ConfigError(
+            "[oslo_messaging_rabbit] rabbit_quorum_queue and rabbit_ha_queues "
+            "cannot both be enabled"
+        )
+    args: dict[str, Any] = {}
+    if rabbit.rabbit_ha_queues:
+        args["x-ha-policy"] = "all"
+    if rabbit.rabbit_quorum_queue:
+        args["x-queue-type"] = "quorum"
+        if rabbit.rabbit_quorum_delivery_limit:
+            args["x-delivery-limit"] = rabbit.rabbit_quorum_delivery_limit
+        if rabbit.rabbit_quorum_max_memory_length:
+            args["x-max-in-memory-length"] = rabbit.rabbit_quorum_max_memory_length
+        if rabbit.rabbit_quorum_max_memory_bytes:
+            args["x-max-in-memory-bytes"] = rabbit.rabbit_quorum_max_memory_bytes
+    return args
+
+
+def routing_keys(topics: Sequence[str], priorities: Sequence[str]) -> list[str]:
+    return [f"{topic}.{priority}" for topic in topics for priority in priorities]
+
+
+def plan(conf: cfg.ConfigOpts) -> list[QueueSpec]:
+    """The queues of ``[collector]`` with their bindings and arguments."""
+    collector = conf.collector
+    keys = routing_keys(collector.topics, collector.priorities)
+    common = dict(
+        durable=durable(conf),
+        auto_delete=bool(conf.oslo_messaging_rabbit.amqp_auto_delete),
+        arguments=queue_arguments(conf),
+    )
+    if collector.pool:
+        bindings = tuple((ex, key) for ex in collector.exchanges for key in keys)
+        return [QueueSpec(collector.pool, bindings, **common)]  # type: ignore[arg-type]
+    return [
+        QueueSpec(key, tuple((ex, key) for ex in collector.exchanges), **common)  # type: ignore[arg-type]
+        for key in keys
+    ]
+
+
+def exchange(conf: cfg.ConfigOpts, name: str) -> kombu.Exchange:
+    """A notification exchange declared as oslo.messaging declares it."""
+    return kombu.Exchange(
+        name,
+        type="topic",
+        durable=durable(conf),
+        auto_delete=bool(conf.oslo_messaging_rabbit.amqp_auto_delete),
+    )
+
+
+def dead_letter_exchange(conf: cfg.ConfigOpts) -> kombu.Exchange:
+    """Our own dead-letter exchange: durable, so dead letters survive restarts."""
+    return kombu.Exchange(conf.collector.dead_letter_exchange, type="topic", durable=True)
+
+
+def dead_letter_queue(conf: cfg.ConfigOpts) -> kombu.Queue:
+    """Our own dead-letter queue, taking every routing key of the DLX."""
+    return kombu.Queue(
+        conf.collector.dead_letter_queue,
+        exchange=dead_letter_exchange(conf),
+        routing_key="#",
+        durable=True,
+        auto_delete=False,
+    )
+
+
+def declare(conf: cfg.ConfigOpts, channel: Any) -> list[kombu.Queue]:
+    """Declare every exchange, queue and binding on ``channel``; return the queues.
+
+    Raises ``QueueMismatch`` naming the queue or exchange and the options
+    to change when RabbitMQ refuses a declaration (PRECONDITION_FAILED);
+    the channel is unusable afterwards. Connection errors pass through.
+    """
+    exchanges: dict[str, kombu.Exchange] = {}
+    result = []
+    for spec in plan(conf):
+        queue = kombu.Queue(
+            spec.name,
+            durable=spec.durable,
+            auto_delete=spec.auto_delete,
+            queue_arguments=spec.arguments or None,
+            channel=channel,
+        )
+        for ex_name, _key in spec.bindings:
+            if ex_name not in exchanges:
+                ex = exchange(conf, ex_name)
+                _guard(lambda ex=ex: ex(channel).declare(), f"exchange {ex_name!r}")
+                exchanges[ex_name] = ex
+        _guard(lambda queue=queue: queue.queue_declare(), f"queue {spec.name!r}")
+        for ex_name, key in spec.bindings:
+            channel.queue_bind(queue=spec.name, exchange=ex_name, routing_key=key)
+        result.append(queue)
+    dlq = dead_letter_queue(conf)
+    _guard(
+        lambda: dlq(channel).declare(),
+        f"dead-letter queue {dlq.name!r}",
+        "[collector] dead_letter_queue and dead_letter_exchange must name a "
+        "durable queue and topic exchange of the collector's own",
+    )
+    return result
+
+
+def _guard(declare_fn: Any, what: str, hint: str = _MISMATCH_HINT) -> None:
+    try:
+        declare_fn()
+    except amqp.exceptions.PreconditionFailed as exc:
+        raise errors.QueueMismatch(
+            f"RabbitMQ refused to declare {what} because it exists with other "
+            f"arguments ({getattr(exc, 'reply_text', exc)}): {hint}"
+        ) from None

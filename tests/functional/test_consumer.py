@@ -1,0 +1,340 @@
+"""The worker loop in-process against a real RabbitMQ vhost and a real SQLite store.
+
+The converter here is a tiny stand-in (the real one is exercised end to end
+by test_collector); the decoder, the storage and the broker are real. Faults
+that cannot be produced for real in-process (a database outage at an exact
+moment) wrap the real storage.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kombu
+import pytest
+
+from panko_collector import decoder, errors, service, storage
+from panko_collector.consumer import Consumer
+from panko_collector.storage import EventFilter, models
+from tests.functional import broker
+from tests.functional.broker import Publisher, wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class SimpleConverter:
+    """Event type and message id carried over; 'drop.*' types are dropped."""
+
+    def convert(self, n: Any, received: Any = None) -> models.Event | None:
+        if n.event_type.startswith("drop."):
+            return None
+        if n.event_type.startswith("boom."):
+            raise RuntimeError("converter bug")
+        traits = [models.Trait("payload", models.Trait.TEXT_TYPE, str(n.payload)[:200])]
+        return models.Event(n.message_id, n.event_type,
+                            n.timestamp or datetime.datetime(2026, 1, 1), traits, {})
+
+
+class FlakyStorage:
+    """The real storage, unavailable while ``down`` is set; counts calls."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.down = threading.Event()
+        self.calls = 0
+        self.failures = 0
+
+    def record_events(self, events: Any) -> Any:
+        self.calls += 1
+        if self.down.is_set():
+            self.failures += 1
+            raise errors.StorageUnavailable("database unavailable: test outage")
+        return self.real.record_events(events)
+
+
+def make_conf(tmp_path: Path, vhost_name: str, **collector: Any) -> Any:
+    opts = {"exchanges": "nova,neutron", "priorities": "info,error", "batch_size": 50,
+            "batch_timeout": 0.3, "summary_interval": 1, "storage_retry_interval": 0.2,
+            "storage_retry_max": 0.5, **collector}
+    text = (f"[DEFAULT]\ntransport_url = {broker.url(vhost_name)}\n"
+            f"[database]\nconnection = sqlite:///{tmp_path / 'events.sqlite'}\n[collector]\n"
+            + "".join(f"{k} = {v}\n" for k, v in opts.items()))
+    path = tmp_path / "collector.conf"
+    path.write_text(text)
+    return service.prepare_service(["--config-file", str(path)])
+
+
+class Running:
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.consumer.run()
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self) -> None:
+        assert self.consumer.stop(timeout=30), "consumer did not stop"
+        self.thread.join(5)
+        assert self.error is None, self.error
+
+
+@pytest.fixture
+def setup(tmp_path: Path, vhost: str) -> Iterator[tuple[Any, Any, Publisher]]:
+    conf = make_conf(tmp_path, vhost)
+    store = storage.get_connection(conf.database.connection, conf)
+    store.upgrade()
+    pub = Publisher(vhost)
+    yield conf, store, pub
+    pub.close()
+
+
+def stored_ids(store: Any) -> set[str]:
+    return {e.message_id for e in store.get_events(EventFilter())}
+
+
+def start(conf: Any, store: Any) -> Running:
+    return Running(Consumer(conf, store, SimpleConverter(), decoder.decode, name="test"))
+
+
+def test_events_stored_then_acked_and_duplicates_once(setup: Any, vhost: str) -> None:
+    conf, store, pub = setup
+    notes = [broker.notification() for _ in range(120)]
+    for i, n in enumerate(notes):
+        pub.publish(n, exchange="nova" if i % 2 else "neutron")
+    for n in notes[:30]:  # a redelivery of sorts: published twice
+        pub.publish(n)
+    running = start(conf, store)
+    try:
+        wait_for(lambda: stored_ids(store) >= {n["message_id"] for n in notes},
+                 what="every event stored")
+        wait_for(lambda: broker.queue_counts(vhost).get("notifications.info") == (0, 0),
+                 what="every message acked")
+    finally:
+        running.stop()
+    assert len(list(store.get_events(EventFilter()))) == 120
+    totals = running.consumer.totals
+    assert totals.messages == 150
+    assert totals.stored == 120
+    assert totals.duplicates == 30
+
+
+def test_bad_messages_dead_lettered_with_reasons_while_the_rest_flows(
+        setup: Any, vhost: str) -> None:
+    conf, store, pub = setup
+    good = [broker.notification() for _ in range(20)]
+    pub.publish(good[0])
+    pub.publish_raw(b"\xff\xfe not utf-8", exchange="neutron")
+    pub.publish_raw(b"{not json")
+    pub.publish_raw(b'{"oslo.version": "2.0", "oslo.message": "{\\"payload\\": {}}"}')
+    pub.publish(broker.notification(event_type="boom.bad"))
+    pub.publish(broker.notification(event_type="drop.me"))
+    pub.publish(broker.notification(priority="DEBUG"), exchange="nova")  # not configured
+    # A notification whose priority differs from the queue it reached is ignored.
+    pub.publish_raw(broker.envelope(broker.notification(priority="WARN")), priority="info")
+    for n in good[1:]:
+        pub.publish(n)
+    running = start(conf, store)
+    try:
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in good},
+                 what="good events stored")
+        wait_for(lambda: broker.queue_counts(vhost).get(conf.collector.dead_letter_queue,
+                                                         (0, 0))[0] == 4,
+                 what="four dead letters")
+        wait_for(lambda: broker.queue_counts(vhost).get("notifications.info") == (0, 0),
+                 what="everything acked")
+    finally:
+        running.stop()
+    letters = broker.get_all(vhost, conf.collector.dead_letter_queue)
+    reasons = sorted(m.headers["reason"] for m in letters)
+    assert reasons == ["convert-failed", "no-event-type", "not-json", "not-utf8"]
+    by_reason = {m.headers["reason"]: m for m in letters}
+    assert by_reason["not-utf8"].headers["original_exchange"] == "neutron"
+    assert by_reason["not-utf8"].headers["original_routing_key"] == "notifications.info"
+    assert by_reason["not-utf8"].body == b"\xff\xfe not utf-8"
+    assert "converter bug" in by_reason["convert-failed"].headers["error"]
+    assert by_reason["not-json"].headers["error"]
+    totals = running.consumer.totals
+    assert (totals.dead_lettered, totals.dropped, totals.ignored) == (4, 1, 1)
+    # The debug message sits in a queue we do not consume: left for its owner.
+    assert broker.queue_counts(vhost)["notifications.debug"] == (1, 0)
+
+
+def test_refused_events_are_dead_lettered(setup: Any, vhost: str) -> None:
+    conf, store, pub = setup
+
+    class Refusing:
+        def convert(self, n: Any, received: Any = None) -> models.Event | None:
+            event = SimpleConverter().convert(n)
+            assert event is not None
+            if n.event_type == "refuse.me":
+                event.traits.append(models.Trait("bad", models.Trait.INT_TYPE, 2**80))
+            return event
+
+    good = [broker.notification() for _ in range(5)]
+    bad = broker.notification(event_type="refuse.me")
+    for n in [*good[:2], bad, *good[2:]]:
+        pub.publish(n)
+    running = Running(Consumer(conf, store, Refusing(), decoder.decode, name="test"))
+    try:
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in good}, what="good stored")
+        wait_for(lambda: broker.queue_counts(vhost).get(conf.collector.dead_letter_queue,
+                                                         (0, 0))[0] == 1, what="dead letter")
+    finally:
+        running.stop()
+    (letter,) = broker.get_all(vhost, conf.collector.dead_letter_queue)
+    assert letter.headers["reason"] == "store-failed"
+    assert letter.headers["error"]
+    assert broker.queue_counts(vhost)["notifications.info"] == (0, 0)
+
+
+def test_database_outage_keeps_batch_takes_nothing_and_recovers(
+        setup: Any, vhost: str, caplog: pytest.LogCaptureFixture) -> None:
+    conf, store, pub = setup
+    flaky = FlakyStorage(store)
+    flaky.down.set()
+    notes = [broker.notification() for _ in range(300)]
+    for n in notes:
+        pub.publish(n)
+    running = Running(Consumer(conf, flaky, SimpleConverter(), decoder.decode, name="test"))
+    try:
+        wait_for(lambda: flaky.failures >= 4, what="several failed attempts")
+        counts = broker.queue_counts(vhost)["notifications.info"]
+        # Nothing acked, and no more taken than the prefetch allows (2 * 50).
+        assert counts[0] + counts[1] == 300
+        assert counts[1] <= 100
+        assert stored_ids(store) == set()
+        flaky.down.clear()
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in notes},
+                 what="everything stored after the outage")
+        wait_for(lambda: broker.queue_counts(vhost)["notifications.info"] == (0, 0),
+                 what="everything acked")
+    finally:
+        running.stop()
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"
+                and "writing" in r.getMessage()]
+    assert len(warnings) == flaky.failures
+    assert "test outage" in warnings[0].getMessage()
+    assert broker.queue_counts(vhost).get(conf.collector.dead_letter_queue, (0, 0)) == (0, 0)
+
+
+def test_stop_writes_and_acks_the_current_batch(tmp_path: Path, vhost: str) -> None:
+    conf = make_conf(tmp_path, vhost, batch_size=1000, batch_timeout=60)
+    store = storage.get_connection(conf.database.connection, conf)
+    store.upgrade()
+    pub = Publisher(vhost)
+    notes = [broker.notification() for _ in range(40)]
+    for n in notes:
+        pub.publish(n)
+    running = start(conf, store)
+    wait_for(lambda: running.consumer.stats.messages + running.consumer.totals.messages >= 40,
+             what="messages taken")
+    assert stored_ids(store) == set()  # the batch is neither full nor old
+    running.stop()
+    assert stored_ids(store) == {n["message_id"] for n in notes}
+    assert broker.queue_counts(vhost)["notifications.info"] == (0, 0)
+    pub.close()
+
+
+def test_broker_connection_loss_loses_nothing(setup: Any, vhost: str) -> None:
+    conf, store, pub = setup
+    first = [broker.notification() for _ in range(50)]
+    for n in first:
+        pub.publish(n)
+    running = start(conf, store)
+    try:
+        wait_for(lambda: stored_ids(store) >= {n["message_id"] for n in first}, what="first")
+        pub.close()
+        broker.rabbitmqctl("close_all_connections", "-p", vhost, "test")
+        second = [broker.notification() for _ in range(50)]
+        pub2 = Publisher(vhost)
+        for n in second:
+            pub2.publish(n)
+        pub2.close()
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in first + second},
+                 timeout=60, what="everything after reconnect")
+    finally:
+        running.stop()
+    assert broker.queue_counts(vhost)["notifications.info"] == (0, 0)
+
+
+def test_queue_mismatch_names_queue_and_option(setup: Any, vhost: str) -> None:
+    conf, store, _pub = setup
+    with broker.connect(vhost) as conn:
+
+        kombu.Queue("notifications.error", durable=True, channel=conn.channel()).declare()
+    consumer = Consumer(conf, store, SimpleConverter(), decoder.decode, name="test")
+    with pytest.raises(errors.QueueMismatch) as info:
+        consumer.run()
+    assert "notifications.error" in str(info.value)
+    assert "amqp_durable_queues" in str(info.value)
+
+
+def test_stop_during_database_outage_leaves_messages_for_redelivery(
+        setup: Any, vhost: str) -> None:
+    conf, store, pub = setup
+    flaky = FlakyStorage(store)
+    flaky.down.set()
+    notes = [broker.notification() for _ in range(30)]
+    for n in notes:
+        pub.publish(n)
+    running = Running(Consumer(conf, flaky, SimpleConverter(), decoder.decode, name="test"))
+    wait_for(lambda: flaky.failures >= 2, what="failed attempts")
+    running.stop()  # returns although the batch could not be written
+    assert stored_ids(store) == set()
+    # Nothing acked, nothing dead-lettered: all back in the queue.
+    wait_for(lambda: broker.queue_counts(vhost)["notifications.info"] == (30, 0),
+             what="messages back in the queue")
+    assert broker.queue_counts(vhost).get(conf.collector.dead_letter_queue, (0, 0)) == (0, 0)
+
+
+def test_pool_consumes_a_queue_of_its_own_beside_the_standard_one(
+        tmp_path: Path, vhost: str) -> None:
+    conf = make_conf(tmp_path, vhost, pool="panko-pool")
+    store = storage.get_connection(conf.database.connection, conf)
+    store.upgrade()
+    running = start(conf, store)
+    try:
+        wait_for(lambda: "panko-pool" in broker.queue_counts(vhost), what="pool queue declared")
+        pub = Publisher(vhost)  # declares notifications.info, as a notifier does
+        notes = [broker.notification() for _ in range(20)]
+        for i, n in enumerate(notes):
+            pub.publish(n, exchange="nova" if i % 2 else "neutron")
+        pub.close()
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in notes}, what="stored")
+        wait_for(lambda: broker.queue_counts(vhost)["panko-pool"] == (0, 0), what="acked")
+    finally:
+        running.stop()
+    # Another consumer's standard queue (Ceilometer's) still holds all of them.
+    assert broker.queue_counts(vhost)["notifications.info"] == (20, 0)
+
+
+def test_broker_loss_during_database_outage_loses_nothing(setup: Any, vhost: str) -> None:
+    conf, store, pub = setup
+    flaky = FlakyStorage(store)
+    flaky.down.set()
+    notes = [broker.notification() for _ in range(60)]
+    for n in notes:
+        pub.publish(n)
+    pub.close()
+    running = Running(Consumer(conf, flaky, SimpleConverter(), decoder.decode, name="test"))
+    try:
+        wait_for(lambda: flaky.failures >= 2, what="failed attempts")
+        broker.rabbitmqctl("close_all_connections", "-p", vhost, "test")
+        time.sleep(2)  # reconnected while the database is still down
+        flaky.down.clear()
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in notes}, timeout=60,
+                 what="everything stored")
+        wait_for(lambda: broker.queue_counts(vhost)["notifications.info"] == (0, 0),
+                 what="everything acked")
+    finally:
+        running.stop()

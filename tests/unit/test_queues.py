@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from panko_collector import errors, queues, service
+
+
+def _conf(tmp_path: Path, text: str = ""):  # type: ignore[no-untyped-def]
+    path = tmp_path / "c.conf"
+    path.write_text(text)
+    return service.prepare_service(["--config-file", str(path)])
+
+
+def test_defaults_are_oslo_messaging_defaults(tmp_path: Path) -> None:
+    conf = _conf(tmp_path)
+    assert queues.durable(conf) is False
+    assert queues.queue_arguments(conf) == {}
+    ex = queues.exchange(conf, "nova")
+    assert (ex.type, ex.durable, ex.auto_delete) == ("topic", False, False)
+
+
+def test_standard_queues_without_pool(tmp_path: Path) -> None:
+    conf = _conf(tmp_path, "[collector]\nexchanges = nova,neutron\ntopics = notifications\n"
+                 "priorities = info,error\n")
+    plan = queues.plan(conf)
+    assert [q.name for q in plan] == ["notifications.info", "notifications.error"]
+    assert plan[0].bindings == (("nova", "notifications.info"), ("neutron", "notifications.info"))
+    assert not plan[0].durable and not plan[0].auto_delete
+
+
+def test_pool_gives_one_queue_of_our_own(tmp_path: Path) -> None:
+    conf = _conf(tmp_path, "[collector]\nexchanges = nova,glance\ntopics = notifications,n2\n"
+                 "priorities = info\npool = panko\n")
+    (plan,) = queues.plan(conf)
+    assert plan.name == "panko"
+    assert set(plan.bindings) == {("nova", "notifications.info"), ("glance", "notifications.info"),
+                                  ("nova", "n2.info"), ("glance", "n2.info")}
+
+
+def test_durable_and_auto_delete(tmp_path: Path) -> None:
+    conf = _conf(tmp_path, "[oslo_messaging_rabbit]\namqp_durable_queues = true\n"
+                 "amqp_auto_delete = true\n")
+    spec = queues.plan(conf)[0]
+    assert spec.durable and spec.auto_delete and spec.arguments == {}
+    ex = queues.exchange(conf, "nova")
+    assert ex.durable and ex.auto_delete
+
+
+def test_quorum_queues_are_durable_and_typed(tmp_path: Path) -> None:
+    conf = _conf(tmp_path, "[oslo_messaging_rabbit]\nrabbit_quorum_queue = true\n"
+                 "rabbit_quorum_delivery_limit = 5\nrabbit_quorum_max_memory_length = 10\n"
+                 "rabbit_quorum_max_memory_bytes = 1024\n")
+    assert queues.durable(conf)
+    assert queues.queue_arguments(conf) == {
+        "x-queue-type": "quorum", "x-delivery-limit": 5,
+        "x-max-in-memory-length": 10, "x-max-in-memory-bytes": 1024,
+    }
+    assert queues.exchange(conf, "nova").durable
+
+
+def test_ha_queues(tmp_path: Path) -> None:
+    conf = _conf(tmp_path, "[oslo_messaging_rabbit]\nrabbit_ha_queues = true\n")
+    assert queues.queue_arguments(conf) == {"x-ha-policy": "all"}
+    both = _conf(tmp_path, "[oslo_messaging_rabbit]\nrabbit_ha_queues = true\n"
+                 "rabbit_quorum_queue = true\n")
+    with pytest.raises(errors.ConfigError):
+        queues.queue_arguments(both)
+
+
+def test_legacy_default_group_for_durable(tmp_path: Path) -> None:
+    conf = _conf(tmp_path, "[DEFAULT]\namqp_durable_queues = true\n")
+    assert queues.durable(conf)

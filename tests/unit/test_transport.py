@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import ssl
+
+import pytest
+
+from panko_collector import errors, service, transport
+from panko_collector.transport import BrokerHost
+
+
+def test_single_host_with_vhost() -> None:
+    url = transport.parse_url("rabbit://user:secret@rabbit1:5673/openstack")
+    assert url.hosts == (BrokerHost("rabbit1", 5673, "user", "secret"),)
+    assert url.virtual_host == "openstack"
+    assert url.kombu_urls() == ["amqp://user:secret@rabbit1:5673/openstack"]
+
+
+def test_several_hosts_each_with_credentials() -> None:
+    url = transport.parse_url("rabbit://a:pa@h1:5672,b:pb@h2:5673,c:pc@h3/vh")
+    assert [h.hostname for h in url.hosts] == ["h1", "h2", "h3"]
+    assert [h.port for h in url.hosts] == [5672, 5673, 5672]
+    assert [h.username for h in url.hosts] == ["a", "b", "c"]
+    assert [h.password for h in url.hosts] == ["pa", "pb", "pc"]
+    assert len(url.kombu_urls()) == 3
+
+
+def test_default_url_means_guest_on_localhost_default_vhost() -> None:
+    url = transport.parse_url(transport.DEFAULT_URL)
+    assert url.hosts == (BrokerHost("localhost", 5672, "guest", "guest"),)
+    assert url.virtual_host == ""
+    assert url.kombu_urls() == ["amqp://guest:guest@localhost:5672/"]
+
+
+def test_no_host_at_all() -> None:
+    expected = (BrokerHost("localhost", 5672, "guest", "guest"),)
+    assert transport.parse_url("rabbit:///").hosts == expected
+
+
+def test_quoted_credentials_and_vhost() -> None:
+    url = transport.parse_url("rabbit://us%40er:p%3Ass%2Fw@h:5672/%2Fslashed")
+    assert url.hosts[0].username == "us@er"
+    assert url.hosts[0].password == "p:ss/w"
+    assert url.virtual_host == "/slashed"
+    assert url.kombu_urls() == ["amqp://us%40er:p%3Ass%2Fw@h:5672/%2Fslashed"]
+
+
+def test_ipv6_host() -> None:
+    url = transport.parse_url("rabbit://u:p@[::1]:5999/")
+    assert url.hosts[0].hostname == "::1" and url.hosts[0].port == 5999
+    assert url.kombu_urls() == ["amqp://u:p@[::1]:5999/"]
+
+
+def test_masked_hides_every_password() -> None:
+    masked = transport.parse_url("rabbit://a:topsecret@h1,b:alsosecret@h2/v").masked()
+    assert "secret" not in masked
+    assert "h1" in masked and "h2" in masked
+
+
+@pytest.mark.parametrize("bad", ["kafka://h:9092/", "rabbit://u:p@h:port/"])
+def test_rejects_what_it_cannot_use(bad: str) -> None:
+    with pytest.raises(errors.ConfigError):
+        transport.parse_url(bad)
+
+
+def test_transport_url_is_secret() -> None:
+    opt = next(o for o in transport.OPTS if o.name == "transport_url")
+    assert opt.secret
+
+
+def _conf(tmp_path, text: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "c.conf"
+    path.write_text(text)
+    return service.prepare_service(["--config-file", str(path)])
+
+
+def test_tls_options_become_kombu_ssl(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    conf = _conf(tmp_path, "[oslo_messaging_rabbit]\nssl = true\nssl_ca_file = /ca.pem\n"
+                 "ssl_cert_file = /c.pem\nssl_key_file = /k.pem\n")
+    assert transport.ssl_options(conf) == {
+        "ca_certs": "/ca.pem", "certfile": "/c.pem", "keyfile": "/k.pem",
+        "cert_reqs": ssl.CERT_REQUIRED,
+    }
+    conn = transport.connection(conf)
+    assert conn.ssl == transport.ssl_options(conf)
+
+
+def test_no_tls_and_heartbeat(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    conf = _conf(tmp_path, "[DEFAULT]\ntransport_url = rabbit://u:p@h1:1,u:p@h2:2/v\n"
+                 "[oslo_messaging_rabbit]\nheartbeat_timeout_threshold = 30\n")
+    assert transport.ssl_options(conf) is False
+    conn = transport.connection(conf)
+    assert conn.heartbeat == 30
+    assert [c.hostname for c in [conn]] == ["h1"]
+    assert len(conn.alt) == 2
