@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
-from panko_collector import storage
+from panko_collector import expirer, storage
 
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     return [
-        ("database", list(storage.OPTS)),
+        ("database", list(storage.OPTS) + list(expirer.DATABASE_OPTS)),
+        ("expirer", list(expirer.OPTS)),
     ]
