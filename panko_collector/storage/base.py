@@ -125,3 +125,7 @@ class Connection(abc.ABC):
     @abc.abstractmethod
     def clear_expired_data(self, ttl: int, max_count: int | None = None) -> int:
         """Delete events older than ``ttl`` seconds; return how many went."""
+
+    @abc.abstractmethod
+    def count_expired(self, ttl: int) -> int:
+        """How many events are older than ``ttl`` seconds (for progress reports)."""

@@ -583,8 +583,7 @@ class Connection(base.Connection):
         Returns the number of events deleted. An outage raises
         ``StorageUnavailable``; chunks committed before it stay deleted.
         """
-        end = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(
-            seconds=ttl)
+        end = _cutoff(ttl)
         total = 0
         with self._translated():
             while max_count is None or total < max_count:
@@ -604,8 +603,18 @@ class Connection(base.Connection):
                     break
             if total:
                 self._delete_empty_event_types()
-        LOG.info("%d expired events removed", total)
+        # The caller (the expirer) logs one line per run, not per chunk.
+        LOG.debug("%d expired events removed", total)
         return total
+
+    def count_expired(self, ttl: int) -> int:
+        """How many events ``clear_expired_data(ttl)`` would delete now."""
+        with self._translated(), self._engine.connect() as conn:
+            count: int = conn.execute(
+                sa.select(sa.func.count()).select_from(_event)
+                .where(_event.c.generated < _cutoff(ttl))).scalar_one()
+            conn.rollback()
+        return count
 
     def _delete_empty_event_types(self) -> None:
         unused = ~sa.exists().where(_event.c.event_type_id == _event_type.c.id)
@@ -645,6 +654,12 @@ def _copy_rows(conn: SAConnection, table: str, rows: list[tuple[int, str, Any]])
         f"COPY {table} (event_id, key, value) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
+
+
+def _cutoff(ttl: int) -> datetime.datetime:
+    """Events generated strictly before this naive UTC time are expired."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(
+        seconds=ttl)
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
