@@ -15,7 +15,7 @@ import datetime
 import json
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from dateutil import parser as dateparser
@@ -33,7 +33,9 @@ DTYPE_NAMES = {
     models.Trait.DATETIME_TYPE: "datetime",
 }
 OPERATORS = {"<=": "le", ">=": "ge", "!=": "ne", "==": "eq", "=": "eq", "<": "lt", ">": "gt"}
-_TRAIT_RE = re.compile(r"^(?P<key>[^:<>=!]+)(?::(?P<type>\w+))?(?P<op><=|>=|!=|==|=|<|>)(?P<value>.*)$")
+_TRAIT_RE = re.compile(
+    r"^(?P<key>[^:<>=!]+)(?::(?P<type>\w+))?(?P<op><=|>=|!=|==|=|<|>)(?P<value>.*)$"
+)
 
 
 def utc_datetime(text: str) -> datetime.datetime:
@@ -61,9 +63,11 @@ def trait_condition(text: str) -> storage.TraitFilter:
             f"unknown trait type {dtype!r} in {text!r}: use one of {', '.join(TRAIT_TYPES)}"
         )
     raw = match["value"]
-    value: Any
+    parse: dict[str, Callable[[str], Any]] = {
+        "text": str, "int": int, "float": float, "datetime": utc_datetime
+    }
     try:
-        value = {"text": str, "int": int, "float": float, "datetime": utc_datetime}[dtype](raw)
+        value = parse[dtype](raw)
     except (ValueError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"{raw!r} is not a valid {dtype} in {text!r}") from None
     condition: dict[str, Any] = {"key": match["key"], "op": OPERATORS[match["op"]]}
