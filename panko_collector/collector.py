@@ -23,6 +23,7 @@ Signals (delivered by cotyledon to every worker):
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import threading
 from typing import Any
@@ -32,7 +33,16 @@ from cotyledon import oslo_config_glue
 from oslo_config import cfg
 from sqlalchemy.engine import make_url
 
-from panko_collector import converter, decoder, errors, queues, storage, transport
+from panko_collector import (
+    converter,
+    decoder,
+    errors,
+    expirer,
+    queues,
+    sdnotify,
+    storage,
+    transport,
+)
 from panko_collector.consumer import Consumer
 
 LOG = logging.getLogger(__name__)
@@ -159,6 +169,31 @@ class Definitions:
             LOG.error("new event definitions rejected, keeping the old ones: %s", exc)
 
 
+class Readiness:
+    """Tells systemd the daemon is ready once every worker consumes.
+
+    The count lives in shared memory created by the master before it forks,
+    so each worker process adds itself once; the worker that completes the
+    count sends ``READY=1``. A replacement worker counts past the total and
+    sends nothing: the unit is already up.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._consuming = multiprocessing.Value("i", 0)
+        self._counted_pid = 0
+
+    def worker_consuming(self) -> None:
+        if self._counted_pid == os.getpid():  # a reconnect, not a new worker
+            return
+        self._counted_pid = os.getpid()
+        with self._consuming.get_lock():
+            self._consuming.value += 1
+            count = self._consuming.value
+        if count == self.workers:
+            sdnotify.notify("READY=1", f"STATUS=consuming with {count} workers")
+
+
 class CollectorService(cotyledon.Service):
     """One consumer worker.
 
@@ -169,10 +204,11 @@ class CollectorService(cotyledon.Service):
     name = "collector"
 
     def __init__(self, worker_id: Any, conf: cfg.ConfigOpts,
-                 definitions: Definitions) -> None:
+                 definitions: Definitions, readiness: Readiness | None = None) -> None:
         super().__init__(worker_id)
         self.conf = conf
         self.definitions = definitions
+        self.readiness = readiness
         self.consumer: Any = None
         self._ready = threading.Event()
         self._terminating = threading.Event()
@@ -186,6 +222,7 @@ class CollectorService(cotyledon.Service):
             decoder.decode,
             converter_factory=converter.Converter.from_conf,
             name=f"worker {self.worker_id} [{os.getpid()}]",
+            on_consuming=self.readiness.worker_consuming if self.readiness else None,
         )
         self._ready.set()
         if self._terminating.is_set():
@@ -246,5 +283,9 @@ def serve(conf: cfg.ConfigOpts) -> None:
     # link() re-reads the configuration files on SIGHUP; our hook runs after it.
     oslo_config_glue.link(manager, conf)
     manager.register_hooks(on_reload=definitions.reload)
-    manager.add(CollectorService, workers=c.workers, args=(conf, definitions))
+    readiness = Readiness(c.workers)
+    manager.add(CollectorService, workers=c.workers, args=(conf, definitions, readiness))
+    if conf.expirer.enabled:
+        # Its own process, so a long expiry never delays a consumer's batch.
+        manager.add(expirer.ExpirerService, workers=1, args=(conf,))
     manager.run()

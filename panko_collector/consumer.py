@@ -144,6 +144,7 @@ class Consumer:
         *,
         converter_factory: Callable[[cfg.ConfigOpts], Converter] | None = None,
         name: str = "worker",
+        on_consuming: Callable[[], None] | None = None,
     ) -> None:
         self.conf = conf
         self.storage = storage
@@ -151,6 +152,8 @@ class Consumer:
         self.decode = decode
         self.converter_factory = converter_factory
         self.name = name
+        #: Called each time consuming (re)starts, e.g. to report readiness.
+        self.on_consuming = on_consuming
         self.url = transport.parse_url(conf.transport_url)
         self.stats = Stats()
         self.totals = Stats()
@@ -258,6 +261,8 @@ class Consumer:
             self.name, len(declared), info.get("hostname"), info.get("port"),
             self.url.virtual_host,
         )
+        if self.on_consuming is not None:
+            self.on_consuming()
 
     def _broker_errors(self) -> tuple[type[BaseException], ...]:
         base: tuple[type[BaseException], ...] = (

@@ -110,7 +110,7 @@ def log_run(run: ExpiryRun) -> None:
         )
 
 
-class ExpirerService(cotyledon.Service):  # type: ignore[misc]
+class ExpirerService(cotyledon.Service):
     """Runs expiry every ``[expirer] interval`` seconds inside the daemon.
 
     A failed run (database down) logs one WARNING and the next run tries
@@ -120,7 +120,7 @@ class ExpirerService(cotyledon.Service):  # type: ignore[misc]
 
     name = "expirer"
 
-    def __init__(self, worker_id: int, conf: Any) -> None:
+    def __init__(self, worker_id: Any, conf: Any) -> None:
         super().__init__(worker_id)
         self.conf = conf
         self._stopping = threading.Event()

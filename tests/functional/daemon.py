@@ -14,7 +14,9 @@ from tests.functional import broker
 
 
 def write_conf(path: Path, vhost: str, db_url: str, definitions: Path | None = None,
-               **collector: Any) -> Path:
+               ttl: int | None = None, **collector: Any) -> Path:
+    """A configuration for a test collector; ``ttl`` turns the in-daemon expirer on
+    (off otherwise, so that the master's children are the consumer workers)."""
     opts = {"workers": 2, "batch_size": 100, "batch_timeout": 0.3, "summary_interval": 2,
             "storage_retry_interval": 0.3, "storage_retry_max": 1.0, **collector}
     text = (
@@ -22,9 +24,13 @@ def write_conf(path: Path, vhost: str, db_url: str, definitions: Path | None = N
         f"transport_url = {broker.url(vhost)}\n"
         f"log_file = {path.with_suffix('.log')}\n"
         "graceful_shutdown_timeout = 30\n"
-        f"[database]\nconnection = {db_url}\n"
+        f"[database]\nconnection = {db_url}\nevent_time_to_live = {ttl or -1}\n"
         "[collector]\n" + "".join(f"{k} = {v}\n" for k, v in opts.items())
     )
+    if ttl is None:
+        text += "[expirer]\nenabled = false\n"
+    else:
+        text += "[expirer]\ninterval = 1\n"
     if definitions is not None:
         text += f"[event]\ndefinitions_cfg_file = {definitions}\n"
     path.write_text(text)

@@ -63,7 +63,7 @@ def test_progress_reports_running_totals() -> None:
 
 
 class Conf:
-    class database:  # noqa: N801 - mirrors oslo.config's group attribute
+    class database:
         event_time_to_live = -1
 
 
