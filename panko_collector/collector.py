@@ -180,6 +180,9 @@ class Readiness:
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
+        # cotyledon's manager sends READY=1 itself as soon as it starts, and
+        # only when it finds NOTIFY_SOCKET: take the address away from it.
+        self._address = os.environ.pop("NOTIFY_SOCKET", None)
         self._consuming = multiprocessing.Value("i", 0)
         self._counted_pid = 0
 
@@ -191,7 +194,8 @@ class Readiness:
             self._consuming.value += 1
             count = self._consuming.value
         if count == self.workers:
-            sdnotify.notify("READY=1", f"STATUS=consuming with {count} workers")
+            sdnotify.notify("READY=1", f"STATUS=consuming with {count} workers",
+                            address=self._address)
 
 
 class CollectorService(cotyledon.Service):

@@ -10,13 +10,14 @@ import os
 import socket
 
 
-def notify(*assignments: str) -> bool:
+def notify(*assignments: str, address: str | None = None) -> bool:
     """Send ``READY=1``, ``STATUS=...`` and the like; True if systemd was told.
 
-    Failures to reach the socket are swallowed: readiness reporting must
-    never stop the daemon itself.
+    ``address`` defaults to ``$NOTIFY_SOCKET``. Failures to reach the socket
+    are swallowed: readiness reporting must never stop the daemon itself.
     """
-    address = os.environ.get("NOTIFY_SOCKET")
+    if address is None:
+        address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return False
     if address.startswith("@"):  # abstract namespace
