@@ -22,6 +22,7 @@ Signals (delivered by cotyledon to every worker):
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
@@ -38,6 +39,7 @@ from panko_collector import (
     decoder,
     errors,
     expirer,
+    metrics,
     queues,
     sdnotify,
     storage,
@@ -158,13 +160,16 @@ class Definitions:
     have become invalid.
     """
 
-    def __init__(self, conf: cfg.ConfigOpts) -> None:
+    def __init__(self, conf: cfg.ConfigOpts,
+                 on_trait_error: converter.TraitErrorCallback | None = None) -> None:
         self.conf = conf
-        self.converter = converter.Converter.from_conf(conf)
+        self.factory = functools.partial(converter.Converter.from_conf,
+                                         on_trait_error=on_trait_error)
+        self.converter = self.factory(conf)
 
     def reload(self) -> None:
         try:
-            self.converter = converter.Converter.from_conf(self.conf)
+            self.converter = self.factory(self.conf)
         except errors.ConfigError as exc:
             LOG.error("new event definitions rejected, keeping the old ones: %s", exc)
 
@@ -208,11 +213,13 @@ class CollectorService(cotyledon.Service):
     name = "collector"
 
     def __init__(self, worker_id: Any, conf: cfg.ConfigOpts,
-                 definitions: Definitions, readiness: Readiness | None = None) -> None:
+                 definitions: Definitions, readiness: Readiness | None = None,
+                 worker_metrics: metrics.Metrics = metrics.DISABLED) -> None:
         super().__init__(worker_id)
         self.conf = conf
         self.definitions = definitions
         self.readiness = readiness
+        self.metrics = worker_metrics
         self.consumer: Any = None
         self._ready = threading.Event()
         self._terminating = threading.Event()
@@ -224,14 +231,20 @@ class CollectorService(cotyledon.Service):
             conn,
             self.definitions.converter,
             decoder.decode,
-            converter_factory=converter.Converter.from_conf,
+            converter_factory=self.definitions.factory,
             name=f"worker {self.worker_id} [{os.getpid()}]",
-            on_consuming=self.readiness.worker_consuming if self.readiness else None,
+            on_consuming=self._on_consuming,
+            metrics=self.metrics,
         )
         self._ready.set()
         if self._terminating.is_set():
             return
         self.consumer.run()
+
+    def _on_consuming(self) -> None:
+        self.metrics.consuming()
+        if self.readiness is not None:
+            self.readiness.worker_consuming()
 
     def terminate(self) -> None:
         self._terminating.set()
@@ -280,7 +293,22 @@ def serve(conf: cfg.ConfigOpts) -> None:
     if (c.prefetch_count or 2 * c.batch_size) < c.batch_size:
         LOG.warning("[collector] prefetch_count %d is below batch_size %d: batches "
                     "will only ever be written by age", c.prefetch_count, c.batch_size)
-    definitions = Definitions(conf)
+    # Before anything is forked or converts: the workers inherit the
+    # multiprocess directory and the metrics built here.
+    exported = metrics.enable(conf)
+    master = os.getpid()
+    try:
+        _serve(conf, exported or metrics.DISABLED)
+    finally:
+        # cotyledon leaves run() by SystemExit after joining the workers;
+        # only the master (never a forked child unwinding) removes the files.
+        if exported is not None and os.getpid() == master:
+            metrics.cleanup()
+
+
+def _serve(conf: cfg.ConfigOpts, counts: metrics.Metrics) -> None:
+    c = conf.collector
+    definitions = Definitions(conf, on_trait_error=counts.trait_error if counts.enabled else None)
     check_broker(conf)
     LOG.info("%s", start_line(conf))
     manager = cotyledon.ServiceManager()
@@ -288,8 +316,14 @@ def serve(conf: cfg.ConfigOpts) -> None:
     oslo_config_glue.link(manager, conf)
     manager.register_hooks(on_reload=definitions.reload)
     readiness = Readiness(c.workers)
-    manager.add(CollectorService, workers=c.workers, args=(conf, definitions, readiness))
+    manager.add(CollectorService, workers=c.workers,
+                args=(conf, definitions, readiness, counts))
     if conf.expirer.enabled:
         # Its own process, so a long expiry never delays a consumer's batch.
-        manager.add(expirer.ExpirerService, workers=1, args=(conf,))
+        manager.add(expirer.ExpirerService, workers=1, args=(conf, counts))
+    if counts.enabled:
+        manager.add(metrics.MetricsService, workers=1,
+                    args=(conf, os.environ[metrics.MULTIPROC_ENV]))
+        # Live gauges of a dead worker must stop counting; its counters stay.
+        manager.register_hooks(on_dead_worker=metrics.on_dead_worker)
     manager.run()

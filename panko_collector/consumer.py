@@ -49,6 +49,7 @@ import kombu.exceptions
 from oslo_config import cfg
 
 from panko_collector import errors, queues, transport
+from panko_collector import metrics as metrics_
 from panko_collector.batch import Batch
 from panko_collector.storage import Connection, RecordResult, models
 
@@ -145,6 +146,7 @@ class Consumer:
         converter_factory: Callable[[cfg.ConfigOpts], Converter] | None = None,
         name: str = "worker",
         on_consuming: Callable[[], None] | None = None,
+        metrics: metrics_.Metrics = metrics_.DISABLED,
     ) -> None:
         self.conf = conf
         self.storage = storage
@@ -154,6 +156,7 @@ class Consumer:
         self.name = name
         #: Called each time consuming (re)starts, e.g. to report readiness.
         self.on_consuming = on_consuming
+        self.metrics = metrics
         self.url = transport.parse_url(conf.transport_url)
         self.stats = Stats()
         self.totals = Stats()
@@ -208,6 +211,7 @@ class Consumer:
                 finally:
                     self._close()
                 if failure is not None:
+                    self.metrics.broker_reconnect()
                     # Logged outside the except block: oslo.log would append
                     # the exception a second time.
                     # The channel that delivered these messages is gone, so
@@ -340,6 +344,7 @@ class Consumer:
 
     def _on_message(self, message: kombu.Message) -> None:
         self.stats.messages += 1
+        self.metrics.received(message.delivery_info)
         try:
             notification = self.decode(message.body)
         except errors.DecodeError as exc:
@@ -352,6 +357,7 @@ class Consumer:
         if priority not in self.priorities:
             message.ack()
             self.stats.ignored += 1
+            self.metrics.ignored()
             return
         try:
             event = self.converter.convert(notification)
@@ -363,6 +369,7 @@ class Consumer:
         if event is None:
             message.ack()
             self.stats.dropped += 1
+            self.metrics.dropped()
             return
         self._batch.add((event, message))
 
@@ -388,6 +395,7 @@ class Consumer:
         )
         message.ack()
         self.stats.dead_lettered += 1
+        self.metrics.dead_lettered(reason)
         LOG.debug("%s: dead-lettered a message: %s: %s", self.name, reason, error)
 
     # -- writing --------------------------------------------------------------
@@ -424,7 +432,9 @@ class Consumer:
                 self._dead_letter(message, "store-failed", reason)
         self.stats.stored += result.stored
         # Redeliveries inside one batch count as duplicates too.
-        self.stats.duplicates += result.duplicates + len(write.items) - len(write.events)
+        duplicates = result.duplicates + len(write.items) - len(write.events)
+        self.stats.duplicates += duplicates
+        self.metrics.stored(result.stored, duplicates)
         if self._paused and not self._stop.is_set():
             assert self._consumer is not None
             self._consumer.consume()
@@ -449,11 +459,13 @@ class Consumer:
         attempt = 0
         while True:
             failure: errors.StorageUnavailable | None = None
+            started = time.monotonic()
             try:
                 result = self.storage.record_events(write.events)
             except errors.StorageUnavailable as exc:
                 failure = exc
             else:
+                self.metrics.committed(len(write.events), time.monotonic() - started)
                 self._storage_down.clear()
                 return result
             attempt += 1
@@ -466,6 +478,7 @@ class Consumer:
                     self.name, _first_line(failure), len(write.items),
                 )
                 raise _Abandon()
+            self.metrics.storage_retry()
             delay = backoff.next()
             LOG.warning(
                 "%s: writing %d events failed, attempt %d (%s); retrying in %.1fs",

@@ -24,6 +24,7 @@ from oslo_config import cfg
 from oslo_log import log
 
 from panko_collector import errors, storage
+from panko_collector import metrics as metrics_
 
 LOG = log.getLogger(__name__)
 
@@ -110,6 +111,18 @@ def log_run(run: ExpiryRun) -> None:
         )
 
 
+class _Delta:
+    """Turns expire()'s running total into the increments a counter takes."""
+
+    def __init__(self, add: Callable[[int], None]) -> None:
+        self.add = add
+        self.total = 0
+
+    def __call__(self, total: int) -> None:
+        self.add(total - self.total)
+        self.total = total
+
+
 class ExpirerService(cotyledon.Service):
     """Runs expiry every ``[expirer] interval`` seconds inside the daemon.
 
@@ -120,9 +133,11 @@ class ExpirerService(cotyledon.Service):
 
     name = "expirer"
 
-    def __init__(self, worker_id: Any, conf: Any) -> None:
+    def __init__(self, worker_id: Any, conf: Any,
+                 metrics: metrics_.Metrics = metrics_.DISABLED) -> None:
         super().__init__(worker_id)
         self.conf = conf
+        self.metrics = metrics
         self._stopping = threading.Event()
         self._idle = threading.Event()  # set whenever no chunk is in flight
         self._idle.set()
@@ -139,7 +154,9 @@ class ExpirerService(cotyledon.Service):
         while not self._stopping.is_set():
             self._idle.clear()
             try:
-                log_run(expire(conn, ttl, chunk, should_stop=self._stopping.is_set))
+                # Counted chunk by chunk: what was deleted before a failure stays deleted.
+                log_run(expire(conn, ttl, chunk, should_stop=self._stopping.is_set,
+                               progress=_Delta(self.metrics.expired)))
             except errors.StorageError as exc:
                 LOG.warning("Event expiry failed, next try in %d s: %s", interval, exc)
             finally:

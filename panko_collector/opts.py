@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
-from panko_collector import collector, converter, expirer, queues, storage, transport
+from panko_collector import collector, converter, expirer, metrics, queues, storage, transport
 
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
@@ -18,7 +18,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     return [
         # graceful_shutdown_timeout and log_options, read by cotyledon itself.
         (None, list(transport.OPTS) + list(oslo_config_glue.service_opts)),
-        ("collector", list(collector.OPTS)),
+        ("collector", list(collector.OPTS) + list(metrics.OPTS)),
         ("database", list(storage.OPTS) + list(expirer.DATABASE_OPTS)),
         ("event", list(converter.OPTS)),
         ("expirer", list(expirer.OPTS)),

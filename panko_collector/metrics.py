@@ -1,0 +1,366 @@
+"""Prometheus metrics: counted in every worker process, served by one.
+
+Off unless ``[collector] metrics_port`` is set; then nothing here imports
+prometheus-client and no files are written, and every call on ``DISABLED``
+is a no-op.
+
+When it is set, the daemon's workers are separate processes, so counts go
+through prometheus-client's multiprocess mode: each process writes its
+values to memory-mapped files in a directory of its own named by the
+environment variable ``PROMETHEUS_MULTIPROC_DIR``, and the exporter sums
+the files of every process, the dead ones included, so a worker that is
+killed and replaced loses none of its counts. prometheus-client decides
+between plain and multiprocess values when ``prometheus_client.values`` is
+imported (``values.ValueClass``) and every metric reads that attribute when
+it is built; ``enable`` therefore sets the variable in the master before the
+metrics are built and before the workers are forked, and fixes
+``ValueClass`` should something have imported prometheus-client earlier.
+The directory is private to one run of the master: created at start,
+removed when the master exits after its workers (``cleanup``).
+
+The metrics are served over HTTP by ``MetricsService``, a process of its
+own under the service manager, so that no worker inherits the listening
+socket and a slow scraper never delays a batch.
+
+Label values are bounded on purpose: ``exchange`` and ``priority`` come
+from the broker's delivery (our bindings bound them), ``reason`` from our
+own dead-letter codes, ``trait`` from the trait names of the event
+definitions. Event types are not a label: without
+``drop_unmatched_notifications`` any string a publisher sends is one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import glob
+import logging
+import os
+import re
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import cotyledon
+from oslo_config import cfg
+
+from panko_collector import errors
+
+LOG = logging.getLogger(__name__)
+
+#: The environment variable through which prometheus-client finds the directory.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+OPTS = [
+    cfg.PortOpt(
+        "metrics_port",
+        default=0,
+        min=0,
+        help="TCP port of the Prometheus metrics endpoint (http://HOST:PORT/metrics), "
+        "which sums the counts of every worker process. 0 turns metrics off.",
+    ),
+    cfg.HostAddressOpt(
+        "metrics_host",
+        default="127.0.0.1",
+        help="Address the metrics endpoint listens on; 0.0.0.0 or :: for every "
+        "interface. It has no authentication: keep it on a trusted network.",
+    ),
+]
+
+#: Events per committed batch (batch_size defaults to 500).
+BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+#: Seconds of one successful record_events call.
+COMMIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """What panko-collector counts; this base class counts nothing.
+
+    ``DISABLED`` is its instance for a daemon without a metrics port; the
+    consumer, converter and expirer call the same methods either way.
+    Every method is cheap and never raises for a well-formed call.
+    """
+
+    enabled = False
+
+    def received(self, delivery_info: Mapping[str, Any] | None) -> None:
+        """A message was delivered (before decoding: bad bodies count too)."""
+
+    def ignored(self) -> None:
+        """A notification of a priority that is not stored was acked."""
+
+    def dropped(self) -> None:
+        """No event definition matched and drop_unmatched_notifications is set."""
+
+    def dead_lettered(self, reason: str) -> None:
+        """A message went to the dead-letter exchange for ``reason``."""
+
+    def trait_error(self, event_type: str, trait: str, value: Any, exc: Exception) -> None:
+        """A trait value did not convert (the Converter's on_trait_error callback)."""
+
+    def stored(self, stored: int, duplicates: int) -> None:
+        """A batch was committed: ``stored`` new events, ``duplicates`` already held."""
+
+    def committed(self, events: int, seconds: float) -> None:
+        """One record_events call of ``events`` events succeeded in ``seconds``."""
+
+    def storage_retry(self) -> None:
+        """A batch write failed with the database unavailable and will be retried."""
+
+    def broker_reconnect(self) -> None:
+        """The broker connection was lost (or not made); the worker reconnects."""
+
+    def consuming(self) -> None:
+        """This worker (re)started consuming."""
+
+    def expired(self, events: int) -> None:
+        """The expirer deleted ``events`` events."""
+
+
+DISABLED = Metrics()
+
+
+def _priority(routing_key: str) -> str:
+    # Our bindings are <topic>.<priority>: the last part is the priority.
+    return routing_key.rpartition(".")[2].lower()
+
+
+class PrometheusMetrics(Metrics):
+    """The metrics as prometheus-client objects.
+
+    ``registry`` is where they are registered for exposition in a single
+    process (the tests); the daemon passes None and exposes them through
+    ``multiprocess_registry`` instead.
+    """
+
+    enabled = True
+
+    def __init__(self, registry: Any = None) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
+            return Counter(name, doc, labels, registry=registry)
+
+        p = "panko_collector_"
+        self._received = counter(
+            p + "messages_received", "Messages delivered by the broker, decodable or not.",
+            ("exchange", "priority"))
+        self._ignored = counter(
+            p + "messages_ignored",
+            "Notifications of a priority not in [collector] priorities, acked and not stored.")
+        self._dropped = counter(
+            p + "messages_dropped",
+            "Notifications that no event definition matches, dropped because "
+            "drop_unmatched_notifications is set.")
+        self._dead_lettered = counter(
+            p + "messages_dead_lettered",
+            "Messages published to the dead-letter exchange, by reason "
+            "(not-json, not-utf8, ..., convert-failed, store-failed).", ("reason",))
+        self._trait_errors = counter(
+            p + "trait_conversion_failures",
+            "Trait values that did not convert to the trait's type; the trait is "
+            "left out, the event kept.", ("trait",))
+        self._stored = counter(p + "events_stored", "Events committed to the database.")
+        self._duplicates = counter(
+            p + "events_duplicate",
+            "Events not stored again because the database or the same batch already "
+            "held their message_id (redeliveries).")
+        self._batch = Histogram(
+            p + "batch_size_events", "Events per batch written to the database.",
+            buckets=BATCH_BUCKETS, registry=registry)
+        self._commit = Histogram(
+            p + "commit_duration_seconds",
+            "Seconds of each successful batch write (one transaction).",
+            buckets=COMMIT_BUCKETS, registry=registry)
+        self._storage_retries = counter(
+            p + "storage_retries",
+            "Batch writes that failed with the database unavailable and were retried.")
+        self._reconnects = counter(
+            p + "broker_reconnects", "Broker connections lost or refused; the worker reconnects.")
+        self._expired = counter(p + "events_expired", "Events deleted by TTL expiry.")
+        # livesum: the files of a dead worker are removed (mark_process_dead),
+        # so the sum is the number of live workers that consume.
+        self._consuming = Gauge(
+            p + "workers_consuming", "Worker processes currently consuming.",
+            registry=registry, multiprocess_mode="livesum")
+
+    def received(self, delivery_info: Mapping[str, Any] | None) -> None:
+        info = delivery_info or {}
+        self._received.labels(
+            str(info.get("exchange", "")), _priority(str(info.get("routing_key", "")))).inc()
+
+    def ignored(self) -> None:
+        self._ignored.inc()
+
+    def dropped(self) -> None:
+        self._dropped.inc()
+
+    def dead_lettered(self, reason: str) -> None:
+        self._dead_lettered.labels(reason).inc()
+
+    def trait_error(self, event_type: str, trait: str, value: Any, exc: Exception) -> None:
+        self._trait_errors.labels(trait).inc()
+
+    def stored(self, stored: int, duplicates: int) -> None:
+        if stored:
+            self._stored.inc(stored)
+        if duplicates:
+            self._duplicates.inc(duplicates)
+
+    def committed(self, events: int, seconds: float) -> None:
+        self._batch.observe(events)
+        self._commit.observe(seconds)
+
+    def storage_retry(self) -> None:
+        self._storage_retries.inc()
+
+    def broker_reconnect(self) -> None:
+        self._reconnects.inc()
+        self._consuming.set(0)
+
+    def consuming(self) -> None:
+        self._consuming.set(1)
+
+    def expired(self, events: int) -> None:
+        if events:
+            self._expired.inc(events)
+
+
+# -- the daemon's side: directory, exporter, bookkeeping -----------------------
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise ConfigError now if the endpoint cannot listen there.
+
+    The exporter binds in its own process later; without this check a port
+    taken by another program would only show as that process failing over
+    and over.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, address = infos[0]
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        hint = " (is another program using it?)" if exc.errno == errno.EADDRINUSE else ""
+        raise errors.ConfigError(
+            f"[collector] metrics_host/metrics_port {host}:{port}: cannot listen: "
+            f"{exc.strerror or exc}{hint}") from None
+
+
+def enable(conf: cfg.ConfigOpts) -> PrometheusMetrics | None:
+    """In the master, before forking: the metrics, or None when the port is unset.
+
+    Creates the private multiprocess directory and points the environment
+    (inherited by every worker) at it. Raises ConfigError when the endpoint
+    cannot listen.
+    """
+    port = conf.collector.metrics_port
+    if not port:
+        return None
+    check_port(conf.collector.metrics_host, port)
+    path = tempfile.mkdtemp(prefix="panko-collector-metrics-")
+    # Replaces any inherited value: files of another run must never be summed with ours.
+    os.environ[MULTIPROC_ENV] = path
+    from prometheus_client import values
+
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        # prometheus-client was imported before the variable was set.
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    return PrometheusMetrics(registry=None)
+
+
+def multiprocess_registry(path: str) -> Any:
+    """A registry that sums the files of every process under ``path``."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    return registry
+
+
+_PID_IN_NAME = re.compile(r"_(\d+)\.db$")
+
+
+def mark_dead_processes(path: str | None = None) -> list[int]:
+    """Do prometheus-client's bookkeeping for every process of ours that is gone.
+
+    cotyledon tells the master that a worker died but not its pid: the
+    files name the pids, and a pid that no longer runs is dead (the master
+    has reaped it by the time this is called). Returns the pids marked.
+    """
+    path = path or os.environ.get(MULTIPROC_ENV)
+    if not path:
+        return []
+    from prometheus_client import multiprocess
+
+    dead = []
+    for name in glob.glob(os.path.join(path, "*.db")):
+        match = _PID_IN_NAME.search(name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if pid in dead or _alive(pid):
+            continue
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+        dead.append(pid)
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def on_dead_worker(_service: Any, _worker: Any, _exit_code: int) -> None:
+    """cotyledon's dead-worker hook (in the master)."""
+    mark_dead_processes()
+
+
+def cleanup() -> None:
+    """Remove the multiprocess directory (the master, after its workers exited)."""
+    path = os.environ.pop(MULTIPROC_ENV, None)
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class MetricsService(cotyledon.Service):
+    """Serves /metrics for every process of the daemon.
+
+    ``run`` raises when it cannot listen (the master checked at start, so
+    only a port taken since), and cotyledon starts it again; the workers
+    never depend on it.
+    """
+
+    name = "metrics"
+
+    def __init__(self, worker_id: Any, conf: cfg.ConfigOpts, path: str) -> None:
+        super().__init__(worker_id)
+        self.conf = conf
+        self.path = path
+        self._server: Any = None
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        from prometheus_client import start_http_server
+
+        host, port = self.conf.collector.metrics_host, self.conf.collector.metrics_port
+        self._server, _thread = start_http_server(
+            port, host, registry=multiprocess_registry(self.path))
+        LOG.info("Serving metrics on http://%s:%d/metrics", host, port)
+        self._stopping.wait()
+
+    def terminate(self) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                self._server.shutdown()
