@@ -299,7 +299,8 @@ def mark_dead_processes(path: str | None = None) -> list[int]:
     from prometheus_client import multiprocess
 
     dead = []
-    for name in glob.glob(os.path.join(path, "*.db")):
+    # Only live gauges have files that mark_process_dead removes.
+    for name in glob.glob(os.path.join(path, "gauge_live*_*.db")):
         match = _PID_IN_NAME.search(name)
         if match is None:
             continue
