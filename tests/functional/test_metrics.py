@@ -13,6 +13,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
@@ -217,3 +219,23 @@ def test_metrics_count_what_was_published_across_workers_and_their_deaths(
 
     assert c.stop() == 0
     assert not list(tmp.glob("panko-collector-metrics-*")), "multiprocess directory left behind"
+
+
+def test_a_taken_metrics_port_stops_the_start(tmp_path: Path) -> None:
+    """Checked in the master before anything is forked; nothing is left behind."""
+    conf = tmp_path / "c.conf"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        conf.write_text(f"[DEFAULT]\nlog_file = {tmp_path / 'c.log'}\n[collector]\n"
+                        f"metrics_port = {port}\n[database]\n"
+                        f"connection = sqlite:///{tmp_path / 'e.sqlite'}\n")
+        tmp = tmp_path / "tmp"
+        tmp.mkdir()
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "panko-collector"), "--config-file", str(conf)],
+            env={**os.environ, "TMPDIR": str(tmp)}, capture_output=True, timeout=60)
+    assert done.returncode == 1
+    assert f"127.0.0.1:{port}: cannot listen" in (tmp_path / "c.log").read_text()
+    assert not list(tmp.iterdir())
