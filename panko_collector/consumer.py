@@ -49,8 +49,8 @@ import kombu.exceptions
 from oslo_config import cfg
 
 from panko_collector import errors, queues, transport
-from panko_collector import metrics as metrics_
 from panko_collector.batch import Batch
+from panko_collector.metrics import DISABLED, Metrics
 from panko_collector.storage import Connection, RecordResult, models
 
 LOG = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class Consumer:
         converter_factory: Callable[[cfg.ConfigOpts], Converter] | None = None,
         name: str = "worker",
         on_consuming: Callable[[], None] | None = None,
-        metrics: metrics_.Metrics = metrics_.DISABLED,
+        metrics: Metrics = DISABLED,
     ) -> None:
         self.conf = conf
         self.storage = storage
