@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import datetime
 import json
+import signal
+import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import kombu
@@ -29,6 +32,10 @@ CLI_OPTS = [
     cfg.FloatOpt("wait", default=0.0, min=0.0,
                  help="Seconds to wait for the events in the database, then print "
                  "them (0: publish only)."),
+    cfg.BoolOpt("with-collector", default=False,
+                help="Run panko-collector with the same configuration files for the "
+                "time of the demonstration and stop it (SIGTERM) once the events are "
+                "printed; implies --wait 60 unless --wait is given."),
 ]
 
 
@@ -67,6 +74,25 @@ def samples() -> list[tuple[str, dict[str, Any]]]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     conf = service.prepare_service(argv, cli_opts=CLI_OPTS)
+    if not conf.with_collector:
+        publish_and_show(conf, conf.wait)
+        return
+    # The collector of the same environment, with the same configuration.
+    exe = Path(sys.executable).parent / "panko-collector"
+    args = [arg for path in conf.config_file for arg in ("--config-file", path)]
+    collector = subprocess.Popen([str(exe), *args])
+    try:
+        publish_and_show(conf, conf.wait or 60.0)
+    finally:
+        collector.send_signal(signal.SIGTERM)
+        code = collector.wait(timeout=conf.graceful_shutdown_timeout + 10)
+    if code != 0:
+        print(f"panko-collector exited with status {code}", file=sys.stderr)
+        sys.exit(1)
+
+
+def publish_and_show(conf: cfg.ConfigOpts, wait: float) -> None:
+    """Publish the samples; with ``wait``, print their events or exit 1."""
     url = transport.parse_url(conf.transport_url)
     topic = conf.collector.topics[0]
     key = f"{topic}.info"
@@ -95,10 +121,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                                  delivery_mode=2 if queues.durable(conf) else 1)
                 sent.append(notification["message_id"])
     print(f"published {len(sent)} notifications to {url.masked()} ({key})")
-    if not conf.wait:
+    if not wait:
         return
     store = storage.get_connection(conf.database.connection, conf)
-    deadline = time.monotonic() + conf.wait
+    deadline = time.monotonic() + wait
     found: dict[str, models.Event] = {}
     while len(found) < len(sent) and time.monotonic() < deadline:
         for mid in sent:
@@ -114,6 +140,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         for trait in sorted(ev.traits, key=lambda t: t.name):
             print(f"    {trait.name} = {trait.value!r}")
     if len(found) < len(sent):
-        print(f"{len(sent) - len(found)} events not in the database after {conf.wait}s: "
+        print(f"{len(sent) - len(found)} events not in the database after {wait}s: "
               "is panko-collector running with the same configuration?", file=sys.stderr)
         sys.exit(1)

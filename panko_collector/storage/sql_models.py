@@ -2,8 +2,9 @@
 
 Names, types, keys and indexes are Panko's, so that a database Panko
 created can be taken over in place and Panko's users and tools keep reading
-it. One addition: an index on ``(key, value)`` of each trait table
-(revision pc0003), without which every trait filter scans the whole table.
+it. One addition: an index on ``(key, value, event_id)`` of each trait
+table (revision pc0003), without which every trait filter scans the whole
+table; event_id in it lets PostgreSQL answer from the index alone.
 Two column types carry Panko's storage conventions:
 
 - ``PreciseTimestamp``: naive UTC datetimes with microseconds; MySQL/MariaDB
@@ -136,7 +137,7 @@ class TraitText(Base):
     __tablename__ = "trait_text"
     __table_args__ = (
         Index("ix_trait_text_event_id_key", "event_id", "key"),
-        Index("ix_trait_text_key_value", "key", "value"),
+        Index("ix_trait_text_key_value", "key", "value", "event_id"),
         _MYSQL_TABLE_ARGS,
     )
 
@@ -151,7 +152,7 @@ class TraitInt(Base):
     __tablename__ = "trait_int"
     __table_args__ = (
         Index("ix_trait_int_event_id_key", "event_id", "key"),
-        Index("ix_trait_int_key_value", "key", "value"),
+        Index("ix_trait_int_key_value", "key", "value", "event_id"),
         _MYSQL_TABLE_ARGS,
     )
 
@@ -166,7 +167,7 @@ class TraitFloat(Base):
     __tablename__ = "trait_float"
     __table_args__ = (
         Index("ix_trait_float_event_id_key", "event_id", "key"),
-        Index("ix_trait_float_key_value", "key", "value"),
+        Index("ix_trait_float_key_value", "key", "value", "event_id"),
         _MYSQL_TABLE_ARGS,
     )
 
@@ -181,7 +182,7 @@ class TraitDatetime(Base):
     __tablename__ = "trait_datetime"
     __table_args__ = (
         Index("ix_trait_datetime_event_id_key", "event_id", "key"),
-        Index("ix_trait_datetime_key_value", "key", "value"),
+        Index("ix_trait_datetime_key_value", "key", "value", "event_id"),
         _MYSQL_TABLE_ARGS,
     )
 
