@@ -395,8 +395,8 @@ class Consumer:
         )
         message.ack()
         self.stats.dead_lettered += 1
-        self.metrics.dead_lettered(reason)
         LOG.debug("%s: dead-lettered a message: %s: %s", self.name, reason, error)
+        self.metrics.dead_lettered(reason)
 
     # -- writing --------------------------------------------------------------
 
