@@ -46,9 +46,10 @@ from typing import Any, Protocol
 
 import kombu
 import kombu.exceptions
+import kombu.transport.pyamqp
 from oslo_config import cfg
 
-from panko_collector import errors, queues, transport
+from panko_collector import decoder, errors, queues, transport
 from panko_collector.batch import Batch
 from panko_collector.storage import Connection, RecordResult, models
 
@@ -118,6 +119,37 @@ class _Write:
     events: list[models.Event]
     generation: int
     future: Future[RecordResult] | None = None
+
+
+class _UndecompressedMessage(kombu.transport.pyamqp.Message):  # type: ignore[misc]
+    """A delivery whose body kombu leaves as it came: never decompressed.
+
+    kombu inflates any body with a ``compression`` header while building
+    the message, before our size check could run (a 20 kB gzip bomb becomes
+    gigabytes). The header is hidden from kombu and put back afterwards, so
+    that ``decoder.check_delivery`` dead-letters the message as compressed.
+    """
+
+    def __init__(self, msg: Any, channel: Any = None, **kwargs: Any) -> None:
+        headers = msg.properties.get("application_headers") or {}
+        if "compression" in headers:
+            msg.properties["application_headers"] = {
+                k: v for k, v in headers.items() if k != "compression"}
+        super().__init__(msg, channel=channel, **kwargs)
+        self.headers = headers
+
+
+def _raw_bodies(channel: Any) -> None:
+    """Make ``channel`` deliver bodies as the raw bytes that were published.
+
+    py-amqp would otherwise decode a body by its content_encoding (any codec
+    Python knows) and kombu decompress it; the decoder wants the bytes and
+    the dead-letter copy must be the original.
+    """
+    if hasattr(channel, "auto_decode"):
+        channel.auto_decode = False
+    if getattr(channel, "Message", None) is kombu.transport.pyamqp.Message:
+        channel.Message = _UndecompressedMessage
 
 
 class _Abandon(Exception):
@@ -240,6 +272,7 @@ class Consumer:
                 interval_max=0,
             )
             channel = conn.channel()
+            _raw_bodies(channel)
             declared = queues.declare(self.conf, channel)
             quorum = self.conf.oslo_messaging_rabbit.rabbit_quorum_queue
             # A per-channel limit bounds this worker's memory whatever the
@@ -341,6 +374,11 @@ class Consumer:
     def _on_message(self, message: kombu.Message) -> None:
         self.stats.messages += 1
         try:
+            # Size, content type and compression first: the body is not even
+            # parsed when any of them is wrong.
+            decoder.check_delivery(len(message.body), message.content_type,
+                                   message.content_encoding, message.headers,
+                                   self.max_message_bytes)
             notification = self.decode(message.body)
         except errors.DecodeError as exc:
             self._dead_letter(message, exc.reason, exc.detail)
@@ -376,6 +414,8 @@ class Consumer:
             "original_exchange": info.get("exchange", ""),
             "original_routing_key": info.get("routing_key", ""),
         }
+        if (message.headers or {}).get("compression"):
+            headers["original_compression"] = str(message.headers["compression"])
         self._producer.publish(
             message.body,
             exchange=self.conf.collector.dead_letter_exchange,
@@ -484,6 +524,7 @@ class Consumer:
         self.summary_interval = c.summary_interval
         self.storage_retry_interval = c.storage_retry_interval
         self.storage_retry_max = c.storage_retry_max
+        self.max_message_bytes = c.max_message_bytes
 
     def _do_reload(self) -> None:
         self._reload.clear()
