@@ -200,6 +200,8 @@ class Consumer:
         self._consumer: kombu.Consumer | None = None
         self._producer: kombu.Producer | None = None
         self._paused = False
+        #: Deliveries held back while consume() starts; None when not starting.
+        self._held: list[kombu.Message] | None = None
         # One writer thread: it alone uses the storage connection.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
         self._inflight: _Write | None = None
@@ -280,10 +282,9 @@ class Consumer:
             channel.basic_qos(0, self.prefetch_count, not quorum)
             self._producer = kombu.Producer(channel)
             self._consumer = kombu.Consumer(
-                channel, declared, on_message=self._on_message, no_ack=False
+                channel, declared, on_message=self._deliver, no_ack=False
             )
-            self._consumer.consume()
-            self._paused = False
+            self._start_consuming()
         except errors.QueueMismatch:
             raise
         except self._broker_errors() as exc:
@@ -370,6 +371,31 @@ class Consumer:
                           exc_info=True)
 
     # -- per message ----------------------------------------------------------
+
+    def _start_consuming(self) -> None:
+        """``consume()``, holding back what is delivered before it returns.
+
+        ``consume()`` waits for one ConsumeOk per queue, and messages of the
+        queues already consumed arrive meanwhile. Handling them there could
+        dead-letter, i.e. wait for a publisher confirm inside that wait, and
+        py-amqp then loses the ConsumeOk it was waiting for: the worker
+        hangs. So they wait (at most prefetch_count of them) until after.
+        """
+        assert self._consumer is not None
+        self._held = []
+        try:
+            self._consumer.consume()
+        finally:
+            held, self._held = self._held, None
+        self._paused = False
+        for message in held:
+            self._on_message(message)
+
+    def _deliver(self, message: kombu.Message) -> None:
+        if self._held is not None:
+            self._held.append(message)
+        else:
+            self._on_message(message)
 
     def _on_message(self, message: kombu.Message) -> None:
         self.stats.messages += 1
@@ -467,8 +493,7 @@ class Consumer:
         self.stats.duplicates += result.duplicates + len(write.items) - len(write.events)
         if self._paused and not self._stop.is_set():
             assert self._consumer is not None
-            self._consumer.consume()
-            self._paused = False
+            self._start_consuming()
             LOG.info("%s: database available again; consuming", self.name)
 
     def _flush_all(self) -> None:
