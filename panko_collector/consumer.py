@@ -33,6 +33,7 @@ Failures:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import random
@@ -200,8 +201,9 @@ class Consumer:
         self._consumer: kombu.Consumer | None = None
         self._producer: kombu.Producer | None = None
         self._paused = False
-        #: Deliveries held back while consume() starts; None when not starting.
-        self._held: list[kombu.Message] | None = None
+        #: Deliveries waiting while another is handled or consume() starts.
+        self._held: collections.deque[kombu.Message] = collections.deque()
+        self._handling = False
         # One writer thread: it alone uses the storage connection.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
         self._inflight: _Write | None = None
@@ -266,6 +268,7 @@ class Consumer:
         """Connect, declare, set prefetch and start consuming."""
         conn = transport.connection(self.conf, self.url)
         self._conn = conn
+        self._held.clear()  # came on a channel that is gone: redelivered
         try:
             conn.ensure_connection(
                 max_retries=len(self.url.hosts),
@@ -373,29 +376,41 @@ class Consumer:
     # -- per message ----------------------------------------------------------
 
     def _start_consuming(self) -> None:
-        """``consume()``, holding back what is delivered before it returns.
+        """``consume()``; what it delivers meanwhile is handled after it returns.
 
-        ``consume()`` waits for one ConsumeOk per queue, and messages of the
-        queues already consumed arrive meanwhile. Handling them there could
-        dead-letter, i.e. wait for a publisher confirm inside that wait, and
-        py-amqp then loses the ConsumeOk it was waiting for: the worker
-        hangs. So they wait (at most prefetch_count of them) until after.
+        ``consume()`` waits for one ConsumeOk per queue while messages of the
+        queues already consumed arrive; see :meth:`_deliver`.
         """
         assert self._consumer is not None
-        self._held = []
+        self._handling = True
         try:
             self._consumer.consume()
         finally:
-            held, self._held = self._held, None
+            self._handling = False
         self._paused = False
-        for message in held:
-            self._on_message(message)
+        self._handle_held()
 
     def _deliver(self, message: kombu.Message) -> None:
-        if self._held is not None:
-            self._held.append(message)
-        else:
-            self._on_message(message)
+        """kombu's callback: handle ``message`` now, or after the one in hand.
+
+        Handling a message may wait for the broker (the publisher confirm of
+        a dead letter), and py-amqp dispatches deliveries from inside that
+        wait. Handled there, a second dead letter would wait inside the first
+        one's wait and take its confirm: the worker hung for ever. So a
+        delivery that arrives while another is handled waits its turn (at
+        most prefetch_count of them).
+        """
+        self._held.append(message)
+        if not self._handling:
+            self._handle_held()
+
+    def _handle_held(self) -> None:
+        self._handling = True
+        try:
+            while self._held:
+                self._on_message(self._held.popleft())
+        finally:
+            self._handling = False
 
     def _on_message(self, message: kombu.Message) -> None:
         self.stats.messages += 1

@@ -17,9 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kombu
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from panko_collector import decoder, errors, service, storage
@@ -275,7 +274,8 @@ def test_generated_hostile_bodies_are_all_accounted_for(
     stored: set[str] = set()
     valid: set[str] = set()
 
-    @settings(max_examples=40, deadline=None, database=None,
+    # The state accumulates across examples, so a failure cannot be shrunk.
+    @settings(max_examples=100, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
     @given(st.lists(BODIES, min_size=1, max_size=8))
     def publish_and_account(bodies: list[bytes]) -> None:
@@ -295,9 +295,19 @@ def test_generated_hostile_bodies_are_all_accounted_for(
             else:
                 assert message_id is not None
                 stored.add(message_id)
-        wait_for(lambda: ({e.message_id for e in store.get_events(EventFilter())} == stored
-                          and dlq_ready(vhost) == dead),
-                 timeout=30, what=f"{len(stored)} stored and {dead} dead letters")
+        def accounted() -> bool:
+            state[:] = [{e.message_id for e in store.get_events(EventFilter())},
+                        dlq_ready(vhost)]
+            return state == [stored, dead]
+
+        state: list[Any] = []
+        try:
+            wait_for(accounted, timeout=15, what="every message accounted for")
+        except AssertionError:
+            raise AssertionError(
+                f"bodies {bodies!r}: stored {len(state[0])} (expected {len(stored)}; missing "
+                f"{stored - state[0]}, unexpected {state[0] - stored}), dead letters "
+                f"{state[1]} (expected {dead})") from None
 
     try:
         publish_and_account()
