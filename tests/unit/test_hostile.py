@@ -156,3 +156,11 @@ def test_postgresql_rule_replaces_nul_everywhere_else_nothing() -> None:
     assert row.traits[Trait.TEXT_TYPE] == {f"a{r}b": f"v{r}w", "plain": "drop table"}
     assert row.traits[Trait.INT_TYPE] == {f"n{r}": 5}
     assert "\x00" not in row.raw and "\\u0000" in row.raw
+
+
+def test_a_flood_of_distinct_event_types_keeps_the_cache_bounded() -> None:
+    conv = Converter(parse_definitions(yaml.safe_load(DEFINITIONS)))
+    for i in range(10_000):
+        conv.convert(decode_object({"event_type": f"flood.{i}", "payload": {}}))
+    assert len(conv._cache) <= 4096
+    assert conv.convert(decode_object({"event_type": "x.y", "payload": {"name": "n"}}))
