@@ -40,7 +40,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
@@ -360,8 +360,9 @@ class Consumer:
 
     def _cancel(self) -> None:
         if self._consumer is not None and not self._paused:
-            self._consumer.cancel()
-            self._paused = True
+            with self._holding():  # cancel() waits for CancelOk
+                self._consumer.cancel()
+                self._paused = True
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
@@ -382,13 +383,9 @@ class Consumer:
         queues already consumed arrive; see :meth:`_deliver`.
         """
         assert self._consumer is not None
-        self._handling = True
-        try:
+        with self._holding():
             self._consumer.consume()
-        finally:
-            self._handling = False
-        self._paused = False
-        self._handle_held()
+            self._paused = False
 
     def _deliver(self, message: kombu.Message) -> None:
         """kombu's callback: handle ``message`` now, or after the one in hand.
@@ -402,6 +399,18 @@ class Consumer:
         """
         self._held.append(message)
         if not self._handling:
+            self._handle_held()
+
+    @contextlib.contextmanager
+    def _holding(self) -> Iterator[None]:
+        """Deliveries that arrive inside this block (while we wait for the
+        broker) are handled after it; see :meth:`_deliver`."""
+        was, self._handling = self._handling, True
+        try:
+            yield
+        finally:
+            self._handling = was
+        if not was:
             self._handle_held()
 
     def _handle_held(self) -> None:
@@ -457,19 +466,24 @@ class Consumer:
         }
         if (message.headers or {}).get("compression"):
             headers["original_compression"] = str(message.headers["compression"])
+        with self._holding():
+            self._publish_dead_letter(message, headers)
+            message.ack()
+            self.stats.dead_lettered += 1
+        LOG.debug("%s: dead-lettered a message: %s: %s", self.name, reason, error)
+
+    def _publish_dead_letter(self, message: kombu.Message, headers: dict[str, Any]) -> None:
+        assert self._producer is not None
         self._producer.publish(
             message.body,
             exchange=self.conf.collector.dead_letter_exchange,
-            routing_key=reason,
+            routing_key=headers["reason"],
             headers=headers,
             content_type=message.content_type or "application/octet-stream",
             content_encoding=message.content_encoding or "binary",
             delivery_mode=2,
             retry=False,
         )
-        message.ack()
-        self.stats.dead_lettered += 1
-        LOG.debug("%s: dead-lettered a message: %s: %s", self.name, reason, error)
 
     # -- writing --------------------------------------------------------------
 
