@@ -40,7 +40,7 @@ DEFINITIONS = f"""
     "{SQL}\\0": {{fields: payload.sql}}
 """
 SQL_TRAIT = f"{SQL}\x00"
-DLQ = "panko-collector.dead-letter"
+DLQ = "panko-collector.dead-letter"  # the default name
 
 
 class Marker:
@@ -325,3 +325,43 @@ def test_generated_hostile_bodies_are_all_accounted_for(
     assert (n_stored, n_ignored, n_dead) == (len(stored), ignored, dead)
     # Hypothesis replays examples: a repeated body with a derived id is a duplicate.
     assert n_stored + duplicates + dropped + n_ignored + n_dead == published
+
+
+def test_a_burst_of_refused_events_is_dead_lettered_while_deliveries_keep_coming(
+        tmp_path: Path, vhost: str) -> None:
+    """Dead letters sent after a write (refused events) wait for confirms while
+    the next deliveries, bad bodies among them, arrive: all are accounted for."""
+    from panko_collector.consumer import Consumer
+    from panko_collector.storage import models
+    from tests.functional.test_consumer import Running, SimpleConverter, make_conf
+
+    class Refusing(SimpleConverter):
+        def convert(self, n: Any, received: Any = None) -> models.Event | None:
+            event = super().convert(n)
+            assert event is not None
+            if n.event_type == "refuse.me":
+                event.traits.append(models.Trait("bad", models.Trait.INT_TYPE, 2**80))
+            return event
+
+    conf = make_conf(tmp_path, vhost, batch_size=20, prefetch_count=200)
+    store = storage.get_connection(conf.database.connection)
+    store.upgrade()
+    pub = Publisher(vhost)
+    good, refused = [], []
+    for i in range(300):
+        note = broker.notification(event_type="refuse.me" if i % 2 else "fine.event")
+        (refused if i % 2 else good).append(note)
+        pub.publish(note)
+        if i % 10 == 0:
+            publish(pub, b"{not json")
+    running = Running(Consumer(conf, store, Refusing(), decoder.decode, name="test"))
+    try:
+        wait_for(lambda: {e.message_id for e in store.get_events(EventFilter())}
+                 == {n["message_id"] for n in good}, timeout=60, what="good events stored")
+        wait_for(lambda: dlq_ready(vhost) == len(refused) + 30, timeout=60,
+                 what="every refused event and bad body dead-lettered")
+        wait_for(lambda: broker.queue_counts(vhost).get("notifications.info") == (0, 0),
+                 what="everything acked")
+    finally:
+        pub.close()
+        running.stop()
