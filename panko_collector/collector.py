@@ -109,6 +109,17 @@ OPTS = [
         help="Messages the broker hands one worker before they are acked; "
         "bounds memory while the database is down. 0 means twice batch_size.",
     ),
+    cfg.IntOpt(
+        "max_message_bytes",
+        default=1024 * 1024,
+        min=0,
+        help="Largest message body, in bytes, the collector decodes; larger ones "
+        "are dead-lettered (reason too-large, body kept whole) without being "
+        "parsed. The default, 1 MiB, is over three times the largest real "
+        "notification we know of (a nova instance.create.start of 290 kB). "
+        "A worker holds at most prefetch_count bodies, so prefetch_count x "
+        "max_message_bytes bounds its memory for bodies. 0: no limit.",
+    ),
     cfg.StrOpt(
         "dead_letter_exchange",
         default="panko-collector.dead-letter",

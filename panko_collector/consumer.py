@@ -33,22 +33,24 @@ Failures:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 import kombu
 import kombu.exceptions
+import kombu.transport.pyamqp
 from oslo_config import cfg
 
-from panko_collector import errors, queues, transport
+from panko_collector import decoder, errors, queues, transport
 from panko_collector.batch import Batch
 from panko_collector.metrics import DISABLED, Metrics
 from panko_collector.storage import Connection, RecordResult, models
@@ -121,6 +123,37 @@ class _Write:
     future: Future[RecordResult] | None = None
 
 
+class _UndecompressedMessage(kombu.transport.pyamqp.Message):  # type: ignore[misc]
+    """A delivery whose body kombu leaves as it came: never decompressed.
+
+    kombu inflates any body with a ``compression`` header while building
+    the message, before our size check could run (a 20 kB gzip bomb becomes
+    gigabytes). The header is hidden from kombu and put back afterwards, so
+    that ``decoder.check_delivery`` dead-letters the message as compressed.
+    """
+
+    def __init__(self, msg: Any, channel: Any = None, **kwargs: Any) -> None:
+        headers = msg.properties.get("application_headers") or {}
+        if "compression" in headers:
+            msg.properties["application_headers"] = {
+                k: v for k, v in headers.items() if k != "compression"}
+        super().__init__(msg, channel=channel, **kwargs)
+        self.headers = headers
+
+
+def _raw_bodies(channel: Any) -> None:
+    """Make ``channel`` deliver bodies as the raw bytes that were published.
+
+    py-amqp would otherwise decode a body by its content_encoding (any codec
+    Python knows) and kombu decompress it; the decoder wants the bytes and
+    the dead-letter copy must be the original.
+    """
+    if hasattr(channel, "auto_decode"):
+        channel.auto_decode = False
+    if getattr(channel, "Message", None) is kombu.transport.pyamqp.Message:
+        channel.Message = _UndecompressedMessage
+
+
 class _Abandon(Exception):
     """Stop was requested while the database was down: leave without acking."""
 
@@ -171,6 +204,9 @@ class Consumer:
         self._consumer: kombu.Consumer | None = None
         self._producer: kombu.Producer | None = None
         self._paused = False
+        #: Deliveries waiting while another is handled or consume() starts.
+        self._held: collections.deque[kombu.Message] = collections.deque()
+        self._handling = False
         # One writer thread: it alone uses the storage connection.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
         self._inflight: _Write | None = None
@@ -236,6 +272,7 @@ class Consumer:
         """Connect, declare, set prefetch and start consuming."""
         conn = transport.connection(self.conf, self.url)
         self._conn = conn
+        self._held.clear()  # came on a channel that is gone: redelivered
         try:
             conn.ensure_connection(
                 max_retries=len(self.url.hosts),
@@ -244,6 +281,7 @@ class Consumer:
                 interval_max=0,
             )
             channel = conn.channel()
+            _raw_bodies(channel)
             declared = queues.declare(self.conf, channel)
             quorum = self.conf.oslo_messaging_rabbit.rabbit_quorum_queue
             # A per-channel limit bounds this worker's memory whatever the
@@ -251,10 +289,9 @@ class Consumer:
             channel.basic_qos(0, self.prefetch_count, not quorum)
             self._producer = kombu.Producer(channel)
             self._consumer = kombu.Consumer(
-                channel, declared, on_message=self._on_message, no_ack=False
+                channel, declared, on_message=self._deliver, no_ack=False
             )
-            self._consumer.consume()
-            self._paused = False
+            self._start_consuming()
         except errors.QueueMismatch:
             raise
         except self._broker_errors() as exc:
@@ -327,8 +364,9 @@ class Consumer:
 
     def _cancel(self) -> None:
         if self._consumer is not None and not self._paused:
-            self._consumer.cancel()
-            self._paused = True
+            with self._holding():  # cancel() waits for CancelOk
+                self._consumer.cancel()
+                self._paused = True
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
@@ -342,10 +380,60 @@ class Consumer:
 
     # -- per message ----------------------------------------------------------
 
+    def _start_consuming(self) -> None:
+        """``consume()``; what it delivers meanwhile is handled after it returns.
+
+        ``consume()`` waits for one ConsumeOk per queue while messages of the
+        queues already consumed arrive; see :meth:`_deliver`.
+        """
+        assert self._consumer is not None
+        with self._holding():
+            self._consumer.consume()
+            self._paused = False
+
+    def _deliver(self, message: kombu.Message) -> None:
+        """kombu's callback: handle ``message`` now, or after the one in hand.
+
+        Handling a message may wait for the broker (the publisher confirm of
+        a dead letter), and py-amqp dispatches deliveries from inside that
+        wait. Handled there, a second dead letter would wait inside the first
+        one's wait and take its confirm: the worker hung for ever. So a
+        delivery that arrives while another is handled waits its turn (at
+        most prefetch_count of them).
+        """
+        self._held.append(message)
+        if not self._handling:
+            self._handle_held()
+
+    @contextlib.contextmanager
+    def _holding(self) -> Iterator[None]:
+        """Deliveries that arrive inside this block (while we wait for the
+        broker) are handled after it; see :meth:`_deliver`."""
+        was, self._handling = self._handling, True
+        try:
+            yield
+        finally:
+            self._handling = was
+        if not was:
+            self._handle_held()
+
+    def _handle_held(self) -> None:
+        self._handling = True
+        try:
+            while self._held:
+                self._on_message(self._held.popleft())
+        finally:
+            self._handling = False
+
     def _on_message(self, message: kombu.Message) -> None:
         self.stats.messages += 1
         self.metrics.received(message.delivery_info)
         try:
+            # Size, content type and compression first: the body is not even
+            # parsed when any of them is wrong.
+            decoder.check_delivery(len(message.body), message.content_type,
+                                   message.content_encoding, message.headers,
+                                   self.max_message_bytes)
             notification = self.decode(message.body)
         except errors.DecodeError as exc:
             self._dead_letter(message, exc.reason, exc.detail)
@@ -383,20 +471,27 @@ class Consumer:
             "original_exchange": info.get("exchange", ""),
             "original_routing_key": info.get("routing_key", ""),
         }
+        if (message.headers or {}).get("compression"):
+            headers["original_compression"] = str(message.headers["compression"])
+        with self._holding():
+            self._publish_dead_letter(message, headers)
+            message.ack()
+            self.stats.dead_lettered += 1
+        LOG.debug("%s: dead-lettered a message: %s: %s", self.name, reason, error)
+        self.metrics.dead_lettered(reason)
+
+    def _publish_dead_letter(self, message: kombu.Message, headers: dict[str, Any]) -> None:
+        assert self._producer is not None
         self._producer.publish(
             message.body,
             exchange=self.conf.collector.dead_letter_exchange,
-            routing_key=reason,
+            routing_key=headers["reason"],
             headers=headers,
             content_type=message.content_type or "application/octet-stream",
             content_encoding=message.content_encoding or "binary",
             delivery_mode=2,
             retry=False,
         )
-        message.ack()
-        self.stats.dead_lettered += 1
-        LOG.debug("%s: dead-lettered a message: %s: %s", self.name, reason, error)
-        self.metrics.dead_lettered(reason)
 
     # -- writing --------------------------------------------------------------
 
@@ -437,8 +532,7 @@ class Consumer:
         self.metrics.stored(result.stored, duplicates)
         if self._paused and not self._stop.is_set():
             assert self._consumer is not None
-            self._consumer.consume()
-            self._paused = False
+            self._start_consuming()
             LOG.info("%s: database available again; consuming", self.name)
 
     def _flush_all(self) -> None:
@@ -497,6 +591,7 @@ class Consumer:
         self.summary_interval = c.summary_interval
         self.storage_retry_interval = c.storage_retry_interval
         self.storage_retry_max = c.storage_retry_max
+        self.max_message_bytes = c.max_message_bytes
 
     def _do_reload(self) -> None:
         self._reload.clear()

@@ -141,21 +141,88 @@ def _check_text(text: str) -> None:
             pass  # reported by the real parse below
 
 
+#: Deepest nesting of objects and arrays a message may have. Real
+#: notifications nest about 6 levels; anything deeper than this is hostile and
+#: would make every later recursive walk (jsonpath, json.dumps, repr) a risk.
+MAX_DEPTH = 100
+
+
+def _depth_exceeds(obj: Any, limit: int) -> bool:
+    """True if ``obj`` nests deeper than ``limit``; iterative, so never recurses."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, dict | list))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, dict | list))
+    return False
+
+
 def _loads(text: str, what: str) -> Any:
     _check_text(text)
     try:
-        return json.loads(text)
+        obj = json.loads(text)
     except RecursionError:
-        raise DecodeError("not-json", f"{what} is nested too deeply") from None
+        raise DecodeError("too-deep", f"{what} is nested too deeply to parse") from None
     except ValueError as exc:
         raise DecodeError("not-json", f"{what} is not JSON: {exc}") from None
+    # Counting brackets runs at C speed; only text that could be that deep is walked.
+    if text.count("{") + text.count("[") > MAX_DEPTH and _depth_exceeds(obj, MAX_DEPTH):
+        raise DecodeError("too-deep", f"{what} nests more than {MAX_DEPTH} levels")
+    return obj
+
+
+#: Content types a notification may be sent with: oslo.messaging sends
+#: application/json; a missing or generic type is tried as JSON all the same.
+ACCEPTED_CONTENT_TYPES = frozenset({"", "application/json", "text/json", "text/plain",
+                                    "application/octet-stream"})
+#: Content encodings of text: what oslo.messaging sends (utf-8) or nothing.
+ACCEPTED_CONTENT_ENCODINGS = frozenset({"", "utf-8", "utf8", "binary"})
+
+
+def check_delivery(size: int, content_type: str | None, content_encoding: str | None,
+                   headers: dict[str, Any] | None, max_bytes: int) -> None:
+    """Refuse a delivery before its body is looked at (pure; raises DecodeError).
+
+    ``too-large``: more than ``max_bytes`` (0: no limit) bytes of body.
+    ``compressed``: a kombu ``compression`` header or a compression as content
+    encoding; never decompressed, since a small body can inflate to gigabytes.
+    ``unsupported-encoding`` and ``unsupported-content-type``: anything but
+    JSON text (a pickle, ``application/x-python-serialize``, is never loaded).
+    """
+    if max_bytes and size > max_bytes:
+        raise DecodeError("too-large", f"the body has {size} bytes, more than "
+                          f"[collector] max_message_bytes = {max_bytes}")
+    compression = (headers or {}).get("compression")
+    if compression:
+        raise DecodeError("compressed", f"the body is compressed ({_short(compression)}); "
+                          "compressed notifications are not accepted")
+    encoding = (content_encoding or "").strip().lower()
+    if encoding not in ACCEPTED_CONTENT_ENCODINGS:
+        reason = ("compressed" if encoding in ("gzip", "x-gzip", "deflate", "zlib", "bzip2",
+                                               "br", "zstd", "lzma", "xz", "compress")
+                  else "unsupported-encoding")
+        raise DecodeError(reason, f"content encoding {_short(content_encoding)} is not UTF-8")
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype not in ACCEPTED_CONTENT_TYPES:
+        raise DecodeError("unsupported-content-type",
+                          f"content type {_short(content_type)} is not JSON")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def decode(body: bytes | str) -> Notification:
     """Decode a message body (UTF-8 JSON) into a :class:`Notification`.
 
-    Raises :class:`DecodeError` (``not-utf8``, ``not-json``, ``not-object``,
-    ``bad-envelope``, ``no-event-type``, ``bad-context``, ``bad-metadata``).
+    Raises :class:`DecodeError` (``not-utf8``, ``not-json``, ``too-deep``,
+    ``not-object``, ``bad-envelope``, ``no-event-type``, ``bad-context``,
+    ``bad-metadata``).
     """
     if isinstance(body, bytes | bytearray | memoryview):
         try:
@@ -271,5 +338,5 @@ def derive_message_id(event_type: str, publisher_id: str | None, priority: str,
         # Keys of mixed types cannot be sorted; repr is still deterministic.
         canonical = repr(content)
     except RecursionError:
-        raise DecodeError("not-json", "the message is nested too deeply") from None
+        raise DecodeError("too-deep", "the message is nested too deeply") from None
     return str(uuid.uuid5(MESSAGE_ID_NAMESPACE, canonical))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import logging
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -307,10 +308,35 @@ def _datetime(value: Any) -> Any:
     return parsed
 
 
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+
+def _int(value: Any) -> int:
+    # The trait tables hold 64-bit integers: a larger number costs the trait
+    # here, where the database would refuse the whole event.
+    number = int(value)
+    if not _INT_MIN <= number <= _INT_MAX:
+        raise ValueError(f"{_describe_int(number)} does not fit in a 64-bit integer")
+    return number
+
+
+def _describe_int(number: int) -> str:
+    return str(number) if abs(number) < 10**60 else f"a {number.bit_length()}-bit number"
+
+
+def _float(value: Any) -> float:
+    # NaN and infinities: PostgreSQL would keep them, MySQL cannot, SQLite
+    # turns NaN into NULL, and the storage refuses the event; drop the trait.
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{number!r} is not a finite number")
+    return number
+
+
 _CONVERTERS: dict[int, Callable[[Any], Any]] = {
     Trait.TEXT_TYPE: _text,
-    Trait.INT_TYPE: int,
-    Trait.FLOAT_TYPE: float,
+    Trait.INT_TYPE: _int,
+    Trait.FLOAT_TYPE: _float,
     Trait.DATETIME_TYPE: _datetime,
 }
 

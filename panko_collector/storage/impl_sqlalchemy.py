@@ -131,6 +131,30 @@ def _trait_value(trait: models.Trait) -> tuple[int, Any]:
     raise _BadEvent(f"trait {trait.name!r}: unknown trait type {dtype!r}")
 
 
+#: What PostgreSQL stores instead of NUL (U+0000), which its text type cannot hold.
+NUL_REPLACEMENT = "\ufffd"
+
+
+def replace_nul(row: _Row) -> None:
+    """Replace every NUL by U+FFFD in the row's message id, event type, trait
+    names and text values (for PostgreSQL; other databases keep NUL as sent).
+
+    ``raw`` needs nothing: it is JSON text, where NUL is the escape ``\\u0000``.
+    """
+    def fix(text: str) -> str:
+        return text.replace("\x00", NUL_REPLACEMENT) if "\x00" in text else text
+
+    row.message_id, row.event_type = fix(row.message_id), fix(row.event_type)
+    for table, traits in row.traits.items():
+        if any("\x00" in name or (table == models.Trait.TEXT_TYPE and value is not None
+                                   and "\x00" in value) for name, value in traits.items()):
+            fixed = {fix(name): (fix(value) if table == models.Trait.TEXT_TYPE
+                                 and value is not None else value)
+                     for name, value in traits.items()}
+            traits.clear()
+            traits.update(fixed)
+
+
 def prepare_event(event: models.Event) -> _Row:
     """Check and convert one event for storage (pure; raises _BadEvent).
 
@@ -149,8 +173,8 @@ def prepare_event(event: models.Event) -> _Row:
         raise _BadEvent(f"generated {event.generated!r} is not a datetime")
     try:
         raw = json.dumps(event.raw if event.raw is not None else {}, default=str)
-    except (TypeError, ValueError) as exc:
-        raise _BadEvent(f"raw cannot be encoded as JSON: {exc}") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _BadEvent(f"raw cannot be encoded as JSON: {exc!r}"[:500]) from None
     row = _Row(event, event.message_id, event.event_type, sm.to_naive_utc(event.generated), raw)
     text: dict[str, Any] = {}
     row.traits[models.Trait.TEXT_TYPE] = text
@@ -344,6 +368,8 @@ class Connection(base.Connection):
             except _BadEvent as exc:
                 result.failed.append(base.FailedEvent(event, str(exc)))
                 continue
+            if self._engine.dialect.name == "postgresql":
+                replace_nul(row)
             seen.add(row.message_id)
             rows.append(row)
         if not rows:

@@ -102,7 +102,7 @@ def test_listener_body_timestamp_argument() -> None:
     ("{\"event_type\": \"x\", \"payload\": \"\ud800\"}", "not-utf8"),
     (b"", "not-json"),
     (b"{nope", "not-json"),
-    (b"[" * 100000, "not-json"),
+    (b"[" * 100000, "too-deep"),
     (b"[1, 2]", "not-object"),
     (b'"text"', "not-object"),
     (b"null", "not-object"),
