@@ -151,8 +151,13 @@ class ExpirerService(cotyledon.Service):
         interval = self.conf.expirer.interval
         chunk = self.conf.database.events_delete_batch_size
         LOG.info("Expiring events older than %d s every %d s, %d per chunk", ttl, interval, chunk)
-        while not self._stopping.is_set():
+        while True:
+            # Busy before looking at the stop flag, so that terminate() never
+            # sees "idle" while a run is about to start.
             self._idle.clear()
+            if self._stopping.is_set():
+                self._idle.set()
+                return
             try:
                 # Counted chunk by chunk: what was deleted before a failure stays deleted.
                 log_run(expire(conn, ttl, chunk, should_stop=self._stopping.is_set,

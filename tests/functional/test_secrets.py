@@ -1,4 +1,4 @@
-"""Passwords never leave the configuration: not in logs, errors or ``--help``.
+"""Passwords never leave the configuration: not in logs, errors, metrics or ``--help``.
 
 An end-to-end run with debug logging, a RabbitMQ user and a database URL
 that both carry a known password, through the error paths (a database
@@ -9,8 +9,10 @@ failing on an unreachable database); then every line written is searched.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +67,9 @@ def test_no_password_in_logs_errors_or_help(tmp_path: Path, vhost: str, pg_url: 
     definitions.write_text("- event_type: '*'\n  traits:\n    service: {fields: publisher_id}\n")
     conf = tmp_path / "collector.conf"
     log = tmp_path / "collector.log"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        metrics_port = s.getsockname()[1]
     conf.write_text(
         "[DEFAULT]\ndebug = true\n"
         f"transport_url = rabbit://{rabbit_user}:{PASSWORD}@{RABBIT_HOST}/{vhost}\n"
@@ -72,6 +77,7 @@ def test_no_password_in_logs_errors_or_help(tmp_path: Path, vhost: str, pg_url: 
         f"[database]\nconnection = {db_url}\n"
         "[collector]\nworkers = 1\nbatch_size = 10\nbatch_timeout = 0.2\nsummary_interval = 1\n"
         "storage_retry_interval = 0.2\nstorage_retry_max = 0.5\n"
+        f"metrics_port = {metrics_port}\n"
         f"[event]\ndefinitions_cfg_file = {definitions}\n[expirer]\nenabled = false\n")
     outputs: dict[str, str] = {}
     collector = Collector(conf)
@@ -83,6 +89,9 @@ def test_no_password_in_logs_errors_or_help(tmp_path: Path, vhost: str, pg_url: 
         for n in notes:
             pub.publish(n)
         wait_for(lambda: len(list(store.get_events(EventFilter()))) == 10, what="stored")
+        outputs["metrics"] = urllib.request.urlopen(
+            f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+        assert "panko_collector_events_stored_total" in outputs["metrics"]
 
         # A database outage while messages come in.
         proxy.cut()

@@ -1,14 +1,22 @@
-"""expire(): chunking, early stop and progress, on a connection double.
+"""expire() and the expirer service on a connection double: chunks, stops, outages.
 
 The double only counts calls; what a chunk deletes is proven against the
-real databases in tests/functional/test_expiry.py.
+real databases in tests/functional/test_storage_expiry.py and test_expirer.py.
 """
 
 from __future__ import annotations
 
+import io
+import logging
+import threading
+import time
 from typing import Any
 
-from panko_collector import expirer
+import pytest
+from oslo_config import cfg
+
+from panko_collector import errors, expirer, service
+from panko_collector.cmd.expirer import ProgressBar
 
 
 class ChunkedStore:
@@ -71,3 +79,74 @@ def test_ttl_zero_or_less_disables_expiry() -> None:
     for value, expected in [(-1, None), (0, None), (1, 1), (86400, 86400)]:
         Conf.database.event_time_to_live = value
         assert expirer.ttl_of(Conf) == expected
+
+
+# -- the in-daemon service, on a storage double ------------------------------
+
+
+class FlakyStore(ChunkedStore):
+    """Down for its first ``outages`` calls, then a store of ``expired`` events."""
+
+    def __init__(self, expired: int, outages: int) -> None:
+        super().__init__(expired)
+        self.outages = outages
+
+    def clear_expired_data(self, ttl: int, max_count: int | None = None) -> int:
+        if self.outages:
+            self.outages -= 1
+            raise errors.StorageUnavailable("connection refused")
+        return super().clear_expired_data(ttl, max_count)
+
+
+def service_conf(ttl: int) -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    service.register_opts(conf)
+    conf([], project="panko-collector-test", default_config_files=[])
+    conf.set_override("event_time_to_live", ttl, "database")
+    conf.set_override("events_delete_batch_size", 10, "database")
+    conf.set_override("interval", 1, "expirer")
+    return conf
+
+
+def test_service_survives_an_outage_and_tries_again(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    store = FlakyStore(expired=25, outages=1)
+    monkeypatch.setattr(expirer.storage, "get_connection", lambda url, conf: store)
+    svc = expirer.ExpirerService(0, service_conf(3600))
+    thread = threading.Thread(target=svc.run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while store.expired and time.monotonic() < deadline:
+        time.sleep(0.05)
+    svc.terminate()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert store.expired == 0, "the run after the outage deleted everything"
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "connection refused" in warnings[0].getMessage()
+    assert any("Expired 25 events" in r.getMessage() for r in caplog.records)
+
+
+def test_service_with_ttl_off_does_nothing(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def no_storage(url: str, conf: object) -> None:
+        raise AssertionError("no connection wanted")
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(expirer.storage, "get_connection", no_storage)
+    svc = expirer.ExpirerService(0, service_conf(-1))
+    svc.run()  # returns at once
+    svc.terminate()
+    assert [r.getMessage() for r in caplog.records if "off" in r.getMessage()]
+
+
+def test_progress_bar_shows_share_done() -> None:
+    out = io.StringIO()
+    bar = ProgressBar(200, out)
+    bar(50)
+    bar(200)
+    bar.close()
+    lines = out.getvalue().split("\r")
+    assert "[#######.......................]  25.0% 50/200 events" in lines[1]
+    assert " 100.0% 200/200 events" in lines[2] and lines[2].endswith("\n")
