@@ -387,9 +387,13 @@ class Connection(base.Connection):
                     self._type_ids.clear()
                     if attempt:
                         raise errors.StorageError("event types keep vanishing") from None
+        if failed and not stored and not dups and not any(is_data for _, is_data in failed):
+            # Every row refused, none for its data: the database is at fault
+            # (a missing table, a privilege), not the events.
+            raise errors.StorageError(f"database refused every event: {failed[0][0].reason}")
         result.stored += stored
         result.duplicates += dups
-        result.failed.extend(failed)
+        result.failed.extend(f for f, _ in failed)
         if result.failed:
             LOG.warning("%d of %d events could not be stored; first: %s",
                         len(result.failed), len(events), result.failed[0].reason)
@@ -421,11 +425,12 @@ class Connection(base.Connection):
 
     def _store_isolating(
         self, conn: SAConnection, rows: list[_Row], type_ids: dict[str, int]
-    ) -> tuple[int, int, list[base.FailedEvent]]:
-        """Insert ``rows`` under a savepoint; on a data error, halve and retry.
+    ) -> tuple[int, int, list[tuple[base.FailedEvent, bool]]]:
+        """Insert ``rows`` under a savepoint; on an error, halve and retry.
 
-        Returns (stored, duplicates, failed). A batch of n events with k bad
-        ones costs about k*log2(n) extra attempts, all inside one transaction.
+        Returns (stored, duplicates, failed), each failure with whether the
+        database called it bad data. A batch of n events with k bad ones
+        costs about k*log2(n) extra attempts, all inside one transaction.
         """
         try:
             with conn.begin_nested():
@@ -433,10 +438,17 @@ class Connection(base.Connection):
             return stored, dups, []
         except Exception as exc:
             kind = self._kind(exc)
-            if kind != "data":
+            if kind == "unavailable" or not isinstance(exc, sa_exc.SQLAlchemyError | ValueError
+                                                       | TypeError | OverflowError
+                                                       | UnicodeError):
                 raise
             if _is_fk_violation(exc) and _every_type_suspect(conn, type_ids):
                 raise _StaleTypes() from exc
+            # Errors of another kind than bad data (a trigger, a check the
+            # schema gained, a privilege) are isolated too, or one such event
+            # would fail its batch at every redelivery; record_events tells a
+            # refusal of every row (a problem of the database, not of the
+            # events) apart afterwards.
             if len(rows) > 1:
                 half = len(rows) // 2
                 s1, d1, f1 = self._store_isolating(conn, rows[:half], type_ids)
@@ -450,7 +462,7 @@ class Connection(base.Connection):
                 return 0, 1, []
             orig = getattr(exc, "orig", None) or exc
             reason = f"{type(orig).__name__}: {str(orig).strip().splitlines()[0][:300]}"
-            return 0, 0, [base.FailedEvent(row.event, reason)]
+            return 0, 0, [(base.FailedEvent(row.event, reason), kind == "data")]
 
     def _insert(
         self, conn: SAConnection, rows: list[_Row], type_ids: dict[str, int]

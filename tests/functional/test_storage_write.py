@@ -99,10 +99,38 @@ def test_many_event_types_in_one_batch_are_created_once(conn: storage.Connection
     assert count_rows(conn, "event_type") == 7
 
 
-def _rejected_by_this_backend(url: str) -> models.Event:
+def _pg_refusing_trigger(conn: storage.Connection, condition: str) -> None:
+    """Make PostgreSQL refuse (RAISE, not a data error) event rows matching ``condition``."""
+    import sqlalchemy as sa
+
+    engine = conn._engine  # type: ignore[attr-defined]
+    with engine.begin() as c:
+        c.execute(sa.text(
+            "CREATE FUNCTION refuse_rows() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            f"BEGIN IF {condition} THEN RAISE EXCEPTION 'refused by test'; "
+            "END IF; RETURN NEW; END $$"))
+        c.execute(sa.text("CREATE TRIGGER refuse_rows BEFORE INSERT ON event "
+                          "FOR EACH ROW EXECUTE FUNCTION refuse_rows()"))
+
+
+def test_a_database_refusing_every_event_is_an_error_not_bad_events(pg_url: str) -> None:
+    """Not one event stored, none for its data: the database is at fault, and
+    reporting every event as failed would dead-letter a whole stream."""
+    for conn in open_storage(pg_url):
+        _pg_refusing_trigger(conn, "true")
+        with pytest.raises(errors.StorageError, match="refused every event") as exc:
+            conn.record_events([event(f"e{i}") for i in range(5)])
+        assert not isinstance(exc.value, errors.StorageUnavailable)
+
+
+def _rejected_by_this_backend(conn: storage.Connection) -> models.Event:
     """An event that passes our own checks but that this database refuses."""
+    url = conn.url
     if url.startswith("postgresql"):
-        return event("db-bad", [T("nul", T.TEXT_TYPE, "a\x00b")])
+        # PostgreSQL takes every value we let through (NUL becomes U+FFFD),
+        # so the refusal is the database's own: a trigger raises for this row.
+        _pg_refusing_trigger(conn, "NEW.message_id = 'db-bad'")
+        return event("db-bad", [T("s", T.TEXT_TYPE, "fine")])
     if url.startswith("mysql"):
         # TEXT holds 64 KiB; strict mode refuses more instead of cutting it.
         return event("db-bad", raw={"big": "x" * 70000})
@@ -114,7 +142,7 @@ def test_one_bad_event_does_not_cost_the_batch(conn: storage.Connection) -> None
             for i in range(20)]
     too_big = event("too-big", [T("i", T.INT_TYPE, 2**63)])
     unencodable = event("surrogate", [T("s", T.TEXT_TYPE, "bad \ud800 text")])
-    db_bad = _rejected_by_this_backend(conn.url)
+    db_bad = _rejected_by_this_backend(conn)
     batch = [*good[:7], too_big, *good[7:13], unencodable, *good[13:17], db_bad, *good[17:]]
     r = conn.record_events(batch)
     assert r.stored == 20 and r.duplicates == 0
