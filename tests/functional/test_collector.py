@@ -74,14 +74,6 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield request.getfixturevalue("pg_url")
 
 
-@pytest.fixture
-def collectors() -> Iterator[list[Collector]]:
-    started: list[Collector] = []
-    yield started
-    for c in started:
-        c.kill()
-
-
 def start(collectors: list[Collector], conf_path: Path, workers: int = 2) -> Collector:
     c = Collector(conf_path)
     collectors.append(c)

@@ -13,7 +13,6 @@ import pickle
 import re
 import uuid
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +50,6 @@ class Marker:
 
     def __reduce__(self) -> tuple[Any, tuple[str, str]]:
         return (open, (self.path, "w"))
-
-
-@pytest.fixture
-def collectors() -> Iterator[list[Collector]]:
-    started: list[Collector] = []
-    yield started
-    for c in started:
-        c.kill()
 
 
 def publish(pub: Publisher, body: bytes, **properties: Any) -> None:

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +72,6 @@ def total(samples: Samples, name: str) -> float:
 def worker_pids(log: str) -> list[int]:
     """Pids of the consumer workers that logged they consume, in order."""
     return [int(p) for p in re.findall(r"worker \d+ \[(\d+)\]: consuming", log)]
-
-
-@pytest.fixture
-def collectors() -> Iterator[list[Collector]]:
-    started: list[Collector] = []
-    yield started
-    for c in started:
-        c.kill()
 
 
 def note(event_type: str = "test.ok", priority: str = "INFO", **payload: Any) -> dict[str, Any]:
