@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import re
 import reprlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -106,6 +107,15 @@ class Converter:
             p.strip().lower() for value in store_raw for p in value.split(",") if p.strip())
         self.on_trait_error = on_trait_error
         self._cache: dict[str, Any] = {}
+        # One regular expression for the included patterns of every specific
+        # (not catch-all) definition. A type it does not match can only be
+        # converted by a catch-all: found without trying the ~100 patterns of
+        # the shipped definitions one by one, which is what each notification
+        # of a flood of never-seen unmatched types would otherwise cost.
+        specific = [r for d in self.definitions if not d.is_catchall for r in d.included_regex]
+        self._specific = (re.compile("|".join(f"(?:{r})" for r in specific)).match
+                          if specific else None)
+        self._catchall: Any = next((d for d in self.definitions if d.is_catchall), _NO_MATCH)
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts,
@@ -119,7 +129,11 @@ class Converter:
         """The definition that converts ``event_type`` (cached), or None."""
         found = self._cache.get(event_type)
         if found is None:
-            found = next((d for d in self.definitions if d.match_type(event_type)), _NO_MATCH)
+            if self._specific is None or self._specific(event_type) is None:
+                found = self._catchall
+            else:
+                found = next((d for d in self.definitions if d.match_type(event_type)),
+                             _NO_MATCH)
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()  # a flood of distinct types must not grow memory
             self._cache[event_type] = found

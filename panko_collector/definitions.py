@@ -397,7 +397,10 @@ class EventDefinition:
         if excluded and not included:
             included = ["*"]
         self.is_catchall = "*" in included and not excluded
-        self._included = [re.compile(fnmatch.translate(t)).match for t in included]
+        #: The included patterns as regular expressions (fnmatch's): a type
+        #: that none of them matches cannot match this definition.
+        self.included_regex = [fnmatch.translate(t) for t in included]
+        self._included = [re.compile(r).match for r in self.included_regex]
         self._excluded = [re.compile(fnmatch.translate(t)).match for t in excluded]
 
         traits = cfg["traits"]

@@ -93,6 +93,32 @@ def test_unmatched_gets_default_traits_or_is_dropped() -> None:
     assert "own" in traits(convert(own, body))
 
 
+@pytest.mark.parametrize("drop", [True, False])
+@pytest.mark.parametrize("yaml_text", [
+    None,  # the shipped definitions
+    "- {event_type: ['compute.*', '!compute.instance.exists'], traits: {}}\n"
+    "- {event_type: ['!image.*'], traits: {}}\n"
+    "- {event_type: 'volume.?.end', traits: {}}\n",
+    "- {event_type: '*', traits: {}}\n- {event_type: 'a.[bc]', traits: {}}\n",
+    "- {event_type: ['a.*', '*'], traits: {}}\n- {event_type: 'x.*', traits: {}}\n",
+    "[]",
+])
+def test_definition_lookup_is_the_last_match(yaml_text: str | None, drop: bool) -> None:
+    """The one-regex shortcut for unmatched types picks what a scan of every
+    definition picks, exclusions and catch-alls included."""
+    if yaml_text is None:
+        yaml_text = Path(PACKAGED_DEFINITIONS).read_text()
+    conv = converter(yaml_text, drop_unmatched=drop)
+    types = {n["event_type"] for _label, n in corpus.notifications()
+             if isinstance(n.get("event_type"), str)}
+    types |= {"compute.instance.exists", "compute.x", "image.upload", "image", "volume.1.end",
+              "volume.12.end", "a.b", "a.d", "a.", "x.y", "unmatched.type", "", "\n",
+              "compute.instance.exists\n", "identity.user.created.x", "*", "[", "(?:"}
+    for event_type in sorted(types):
+        scan = next((d for d in conv.definitions if d.match_type(event_type)), None)
+        assert conv.definition_for(event_type) is scan, event_type
+
+
 def test_definition_cache_is_bounded() -> None:
     conv = converter(MATCHING)
     for i in range(5000):
