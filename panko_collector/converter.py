@@ -107,6 +107,7 @@ class Converter:
             p.strip().lower() for value in store_raw for p in value.split(",") if p.strip())
         self.on_trait_error = on_trait_error
         self._cache: dict[str, Any] = {}
+        self._warned: set[tuple[str, str]] = set()
         # One regular expression for the included patterns of every specific
         # (not catch-all) definition. A type it does not match can only be
         # converted by a catch-all: found without trying the ~100 patterns of
@@ -176,8 +177,20 @@ class Converter:
 
     def _trait_error(self, event_type: str, trait: str, value: Any, exc: Exception) -> None:
         shown = _SHORT.repr(value)  # bounded: the value may be huge or deeply nested
-        LOG.warning("Event %s: trait %s dropped, value %s does not convert: %s",
-                    event_type, trait, shown, exc)
+        # A publisher that sends a bad value sends it in every notification:
+        # one WARNING per event type and trait, the rest at DEBUG (and all
+        # counted), or a stream of them costs a log line per message.
+        key = (event_type, trait)
+        if key in self._warned:
+            LOG.debug("Event %s: trait %s dropped, value %s does not convert: %s",
+                      event_type, trait, shown, exc)
+        else:
+            if len(self._warned) >= _CACHE_LIMIT:
+                self._warned.clear()
+            self._warned.add(key)
+            LOG.warning("Event %s: trait %s dropped, value %s does not convert: %s "
+                        "(further failures of this trait are logged at DEBUG)",
+                        event_type, trait, shown, exc)
         if self.on_trait_error is not None:
             try:
                 self.on_trait_error(event_type, trait, value, exc)

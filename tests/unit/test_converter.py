@@ -476,3 +476,19 @@ def test_a_deeply_nested_bad_value_is_reported_briefly(caplog: pytest.LogCapture
     assert "n" not in got and "t" not in got  # str() of it fails too: dropped, not raised
     assert [e[1] for e in errors] == ["n", "t"]
     assert max(len(line) for line in caplog.text.splitlines()) < 1000
+
+
+def test_a_repeated_bad_value_warns_once_and_is_always_counted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    errors: list[tuple[str, str, Any, Exception]] = []
+    conv = converter(VALUES, on_trait_error=lambda *args: errors.append(args))
+    with caplog.at_level("DEBUG", logger="panko_collector.converter"):
+        for _ in range(3):
+            convert(conv, notification("odd.type", payload={"int_str": "abc"}))
+        convert(conv, notification("other.type", payload={"int_str": "abc"}))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2  # one per event type and trait
+    assert any("odd.type" in w for w in warnings) and any("other.type" in w for w in warnings)
+    assert sum(r.levelname == "DEBUG" and "int_str" in r.getMessage()
+               for r in caplog.records) == 2
+    assert [e[0] for e in errors] == ["odd.type"] * 3 + ["other.type"]
