@@ -45,6 +45,7 @@ import psycopg  # noqa: E402
 
 from panko_collector import storage  # noqa: E402
 from tests import corpus  # noqa: E402
+from tests.functional.daemon import children  # noqa: E402
 
 PG = dict(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
 QUEUE = "notifications.info"
@@ -133,18 +134,6 @@ def rss(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             out[key] = int(value.split()[0]) // 1024
     return out
-
-
-def children(pid: int) -> list[int]:
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            pids.append(int(stat.parent.name))
-    return sorted(pids)
 
 
 def count_events(db: str) -> int:

@@ -41,6 +41,7 @@ import psycopg  # noqa: E402
 from e2e import PG, Publisher, children, fresh, rabbitmqctl, rss, templates  # noqa: E402
 
 from panko_collector import storage  # noqa: E402
+from tests.functional.broker import queue_counts as queues  # noqa: E402
 from tests.functional.proxy import TCPProxy  # noqa: E402
 
 DLQ = "panko-collector.dead-letter"
@@ -58,18 +59,6 @@ def stored(db: str) -> tuple[int, int]:
     with psycopg.connect(**{**PG, "dbname": db}) as conn:
         row = conn.execute("SELECT count(*), count(DISTINCT message_id) FROM event").fetchone()
         return (int(row[0]), int(row[1])) if row else (0, 0)
-
-
-def queues(vhost: str) -> dict[str, tuple[int, int]]:
-    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name",
-                          "messages_ready", "messages_unacknowledged"],
-                         capture_output=True, text=True, timeout=60).stdout
-    counts = {}
-    for line in out.splitlines():
-        parts = line.split("\t")
-        if len(parts) == 3 and parts[1].isdigit():
-            counts[parts[0]] = (int(parts[1]), int(parts[2]))
-    return counts
 
 
 def backlog(vhost: str) -> int | None:

@@ -37,6 +37,20 @@ def write_conf(path: Path, vhost: str, db_url: str, definitions: Path | None = N
     return path
 
 
+def children(pid: int) -> list[int]:
+    """Child processes of ``pid``, found through /proc: cotyledon forks from a
+    thread, so they are children of any thread of the master."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            pids.append(int(stat.parent.name))
+    return sorted(pids)
+
+
 class Collector:
     """``panko-collector --config-file F`` in its own session (cotyledon
     signals its whole process group on SIGHUP)."""
@@ -53,16 +67,7 @@ class Collector:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
     def workers(self) -> list[int]:
-        # Children of any thread of the master (cotyledon forks from a thread).
-        pids = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.proc.pid:
-                pids.append(int(stat.parent.name))
-        return sorted(pids)
+        return children(self.proc.pid)
 
     def wait_consuming(self, n: int, timeout: float = 60) -> None:
         broker.wait_for(lambda: self.log().count("consuming") >= n, timeout=timeout,
