@@ -119,6 +119,53 @@ def test_filters_combine(loaded: Any) -> None:
     assert len(ids(conn.get_events(storage.EventFilter(start_timestamp=t, end_timestamp=t)))) == 2
 
 
+@pytest.mark.parametrize("cap", [0, 2, 5, 1000])
+def test_trait_filters_resolved_to_ids_or_row_by_row(
+    pg_url: str, cap: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL turns the trait filters matching at most ``cap`` events into
+    their ids first: with any cap, alone or mixed, the answers are the same."""
+    from panko_collector.storage import impl_sqlalchemy
+
+    monkeypatch.setattr(impl_sqlalchemy, "_PREFETCH_MAX", cap)
+    conn = storage.get_connection(pg_url)
+    conn.upgrade()
+    evs = dataset()
+    conn.record_events(evs)
+    filters = [
+        [{"key": "name", "op": "eq", "string": "n01"}],            # 3 events
+        [{"key": "count", "op": "gt", "integer": 0}],               # 4
+        [{"key": "ratio", "op": "ne", "float": 0.25}],              # 7
+        [{"key": "when", "op": "le", "datetime": BASE + 6 * HOUR}],  # 4
+        [{"key": "name", "op": "eq", "string": "n01"},
+         {"key": "count", "op": "gt", "integer": 0}],
+        [{"key": "count", "op": "ge", "integer": -30},
+         {"key": "ratio", "op": "lt", "float": 1.0},
+         {"key": "name", "op": "ne", "string": "n00"}],
+        [{"key": "name", "op": "eq", "string": "n01"},
+         {"key": "name", "op": "eq", "string": "n02"}],             # nothing in common
+    ]
+    kinds = {name: (dtype, fkey) for name, dtype, fkey in TRAIT_KINDS}
+    for traits in filters:
+        def matches(e: models.Event, traits: list[dict[str, Any]] = traits) -> bool:
+            for tf in traits:
+                dtype, fkey = kinds[tf["key"]]
+                v = trait_value(e, tf["key"], dtype)
+                if v is None or not OPS[tf["op"]](v, tf[fkey]):
+                    return False
+            return True
+
+        flt = storage.EventFilter(traits_filter=traits)  # type: ignore[arg-type]
+        expected = in_order([e for e in evs if matches(e)])
+        assert ids(conn.get_events(flt)) == expected, traits
+        desc = {"sort": [("generated", "desc"), ("message_id", "desc")]}
+        assert ids(conn.get_events(flt, {**desc, "limit": 2})) == expected[::-1][:2], traits
+        if len(expected) > 2:
+            page = {**desc, "limit": 2, "marker": expected[-2]}
+            assert ids(conn.get_events(flt, page)) == expected[::-1][2:4], traits
+    conn.dispose()
+
+
 def test_events_come_back_whole(loaded: Any) -> None:
     conn, evs = loaded
     by_id = {e.message_id: e for e in conn.get_events(storage.EventFilter())}
