@@ -43,10 +43,13 @@ class TCPProxy:
             except OSError:
                 client.close()
                 continue
-            with self._lock:
-                self._sockets.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            self._start_pipes(client, upstream)
+
+    def _start_pipes(self, client: socket.socket, upstream: socket.socket) -> None:
+        with self._lock:
+            self._sockets.update((client, upstream))
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:

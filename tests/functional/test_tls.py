@@ -1,0 +1,97 @@
+"""TLS to the broker: the worker loop connects through a real TLS handshake
+(server chain checked against ``ssl_ca_file``, client certificate presented)
+to a real RabbitMQ, and refuses a broker its CA did not sign."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from panko_collector import service, storage
+from tests.conftest import RABBIT_HOST, missing
+from tests.functional import broker
+from tests.functional.broker import Publisher, wait_for
+from tests.functional.test_consumer import start, stored_ids
+from tests.functional.tls import PKI, TLSProxy, make_pki
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> PKI:
+    if shutil.which("openssl") is None:
+        missing("the openssl command")
+    return make_pki(tmp_path)
+
+
+@pytest.fixture
+def tls_proxy(pki: PKI) -> Iterator[TLSProxy]:
+    host, _, port = RABBIT_HOST.partition(":")
+    proxy = TLSProxy(host, int(port or 5672), pki)
+    yield proxy
+    proxy.close()
+
+
+def tls_conf(tmp_path: Path, vhost: str, port: int, ca: Path, pki: PKI) -> Any:
+    path = tmp_path / "tls.conf"
+    path.write_text(
+        f"[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:{port}/{vhost}\n"
+        f"log_file = {tmp_path / 'collector.log'}\n"
+        f"[database]\nconnection = sqlite:///{tmp_path / 'events.sqlite'}\n"
+        "[collector]\nexchanges = nova\nbatch_size = 10\nbatch_timeout = 0.2\n"
+        "[oslo_messaging_rabbit]\nssl = true\n"
+        f"ssl_ca_file = {ca}\nssl_cert_file = {pki.client_cert}\n"
+        f"ssl_key_file = {pki.client_key}\nrabbit_retry_interval = 1\n"
+        "rabbit_interval_max = 1\n")
+    return service.prepare_service(["--config-file", str(path)])
+
+
+def test_consumes_over_tls_with_a_client_certificate(
+    tmp_path: Path, vhost: str, pki: PKI, tls_proxy: TLSProxy
+) -> None:
+    conf = tls_conf(tmp_path, vhost, tls_proxy.port, pki.ca, pki)
+    store = storage.get_connection(conf.database.connection, conf)
+    store.upgrade()
+    notes = [broker.notification() for _ in range(25)]
+    pub = Publisher(vhost)
+    for n in notes:
+        pub.publish(n)
+    pub.close()
+    running = start(conf, store)
+    try:
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in notes},
+                 what="every event stored through TLS")
+        wait_for(lambda: broker.queue_counts(vhost).get("notifications.info") == (0, 0),
+                 what="every message acked through TLS")
+    finally:
+        running.stop()
+    assert "panko-collector-client" in tls_proxy.clients
+    assert not tls_proxy.refused
+
+
+def test_refuses_a_broker_its_ca_did_not_sign(
+    tmp_path: Path, vhost: str, pki: PKI, tls_proxy: TLSProxy
+) -> None:
+    conf = tls_conf(tmp_path, vhost, tls_proxy.port, pki.other_ca, pki)
+    store = storage.get_connection(conf.database.connection, conf)
+    store.upgrade()
+    pub = Publisher(vhost)
+    pub.publish(broker.notification())
+    pub.close()
+    running = start(conf, store)
+    try:
+        log = tmp_path / "collector.log"
+        wait_for(lambda: log.exists() and "WARNING" in (text := log.read_text())
+                 and "certificate verify failed" in text,
+                 what="a warning that the broker's certificate did not verify")
+        time.sleep(1)
+        assert stored_ids(store) == set()
+    finally:
+        running.stop()
+    assert not tls_proxy.clients
+    assert broker.queue_counts(vhost)["notifications.info"] == (1, 0)
