@@ -1,6 +1,7 @@
-"""TLS to the broker: the worker loop connects through a real TLS handshake
+"""The link to the broker. TLS: the worker loop connects through a real handshake
 (server chain checked against ``ssl_ca_file``, client certificate presented)
-to a real RabbitMQ, and refuses a broker its CA did not sign."""
+to a real RabbitMQ, and refuses a broker its CA did not sign. Heartbeats:
+an idle worker keeps its connection."""
 
 from __future__ import annotations
 
@@ -95,3 +96,40 @@ def test_refuses_a_broker_its_ca_did_not_sign(
         running.stop()
     assert not tls_proxy.clients
     assert broker.queue_counts(vhost)["notifications.info"] == (1, 0)
+
+
+def test_heartbeats_keep_an_idle_connection(tmp_path: Path, vhost: str) -> None:
+    """With a 2 s heartbeat, RabbitMQ drops a client silent for two intervals:
+    an idle worker must send heartbeats, keep its one connection, and consume
+    what comes after the silence."""
+    path = tmp_path / "hb.conf"
+    path.write_text(
+        f"[DEFAULT]\ntransport_url = {broker.url(vhost)}\n"
+        f"log_file = {tmp_path / 'collector.log'}\n"
+        f"[database]\nconnection = sqlite:///{tmp_path / 'events.sqlite'}\n"
+        "[collector]\nexchanges = nova\nbatch_size = 10\nbatch_timeout = 0.2\n"
+        "[oslo_messaging_rabbit]\nheartbeat_timeout_threshold = 2\n")
+    conf = service.prepare_service(["--config-file", str(path)])
+    store = storage.get_connection(conf.database.connection, conf)
+    store.upgrade()
+
+    def connections() -> list[list[str]]:
+        out = broker.rabbitmqctl("list_connections", "vhost", "name", "timeout")
+        rows = [line.split("\t") for line in out.splitlines() if line.strip()]
+        return [row[1:] for row in rows if row[0] == vhost]
+
+    running = start(conf, store)
+    try:
+        wait_for(lambda: len(connections()) == 1, what="the worker's connection")
+        (before,) = connections()
+        assert before[1] == "2"  # the heartbeat the broker agreed to
+        time.sleep(10)  # idle: five heartbeat intervals
+        note = broker.notification()
+        pub = Publisher(vhost)
+        pub.publish(note)
+        pub.close()
+        wait_for(lambda: stored_ids(store) == {note["message_id"]}, what="the late event")
+        assert connections() == [before]
+    finally:
+        running.stop()
+    assert "broker unavailable" not in (tmp_path / "collector.log").read_text()
