@@ -21,8 +21,12 @@ For (1) and (2), the CPU time (user + system, from /proc) spent during the
 drain is split by process: the consumers (the collector's workers), the
 PostgreSQL backends of the collector's database, PostgreSQL's shared
 processes (WAL writer, checkpointer...), RabbitMQ (beam.smp), this script,
-and the rest of the machine; with the CPU left idle. On a machine of few
-shared CPUs this says which of them the rate waits for.
+and the rest of the machine; with the CPU left idle (for (1), that includes
+the 3 s the bare consumers wait to be sure the queue is drained). On a
+machine of few shared CPUs this says which of them the rate waits for; the
+ratio of the CPU per event of (1) to that of (2) approximates the rate ratio
+with nothing else running (both phases keep the CPUs busy) and varies much
+less from run to run.
 
 Prints figures; asserts nothing. Needs rabbitmqctl, RabbitMQ on
 127.0.0.1:5672 and PostgreSQL on 127.0.0.1:5432 (user postgres).
@@ -349,7 +353,18 @@ def main() -> None:
               f"(ratio to bare: {e2e / bare:.0%})")
         # The split's window starts at the first poll that sees events (up to
         # one batch in), as does the rate.
-        print(split.report(args.n - args.batch_size if args.n > args.batch_size else args.n))
+        counted = args.n - args.batch_size if args.n > args.batch_size else args.n
+        print(split.report(counted))
+        # What the rate ratio would be if the machine ran nothing else: the
+        # figure to compare across runs, since other work on a shared machine
+        # slows the two phases unequally.
+        bare_ms = (bare_cpu.seconds["bare consumers"] + bare_cpu.seconds["RabbitMQ"]) \
+            * 1000 / args.n
+        e2e_ms = sum(split.seconds[k] for k in ("collector workers", "PostgreSQL backends",
+                                                "PostgreSQL shared processes", "RabbitMQ")) \
+            * 1000 / counted
+        print(f"CPU per event (consumers + PostgreSQL + RabbitMQ): bare {bare_ms:.3f} ms, "
+              f"collector {e2e_ms:.3f} ms (ratio {bare_ms / e2e_ms:.0%})")
         for p, r in end_rss.items():
             q = quarter_rss.get(p, {})
             print(f"  worker {p}: peak RSS {r['VmHWM']} MB; RSS at 25% {q.get('VmRSS', '?')} MB, "
