@@ -64,6 +64,10 @@ def parse_timestamp(value: Any) -> datetime.datetime | None:
                                      int(second), int(fraction.ljust(6, "0")) if fraction else 0)
         except ValueError:
             return None
+    if not value[:4].isdigit():
+        # iso8601 wants four digits first too: a placeholder or a word fails
+        # here without the cost of its regular expression and exception.
+        return None
     try:
         parsed = iso8601.parse_date(value)
         offset = parsed.utcoffset()
