@@ -179,6 +179,15 @@ def test_postgresql_rule_replaces_nul_everywhere_else_nothing() -> None:
     assert row.traits[Trait.TEXT_TYPE] == {f"a{r}b": f"v{r}w", "plain": "drop table"}
     assert row.traits[Trait.INT_TYPE] == {f"n{r}": 5}
     assert "\x00" not in row.raw and "\\u0000" in row.raw
+    # A NUL in a text value only, in a name only, beside a text value of None.
+    row = impl_sqlalchemy.prepare_event(Event("id", "t", datetime.datetime(2024, 1, 1), [
+        Trait("clean", Trait.TEXT_TYPE, "only\x00here"), Trait("none", Trait.NONE_TYPE, None)]))
+    impl_sqlalchemy.replace_nul(row)
+    assert row.traits[Trait.TEXT_TYPE] == {"clean": f"only{r}here", "none": None}
+    row = impl_sqlalchemy.prepare_event(Event("id", "t", datetime.datetime(2024, 1, 1), [
+        Trait("f\x00", Trait.FLOAT_TYPE, 1.5)]))
+    impl_sqlalchemy.replace_nul(row)
+    assert row.traits[Trait.FLOAT_TYPE] == {f"f{r}": 1.5}
 
 
 def test_a_flood_of_distinct_event_types_keeps_the_cache_bounded() -> None:
