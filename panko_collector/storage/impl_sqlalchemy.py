@@ -174,7 +174,9 @@ def prepare_event(event: models.Event) -> _Row:
     if not isinstance(event.generated, datetime.datetime):
         raise _BadEvent(f"generated {event.generated!r} is not a datetime")
     try:
-        raw = json.dumps(event.raw if event.raw is not None else {}, default=str)
+        # Most events keep no raw notification ({} unless [event] store_raw).
+        raw = "{}" if event.raw is None or (event.raw.__class__ is dict and not event.raw) \
+            else json.dumps(event.raw, default=str)
     except (TypeError, ValueError, RecursionError) as exc:
         raise _BadEvent(f"raw cannot be encoded as JSON: {exc!r}"[:500]) from None
     row = _Row(event, event.message_id, event.event_type, sm.to_naive_utc(event.generated), raw)
