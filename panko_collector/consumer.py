@@ -9,9 +9,10 @@ honours at safe points.
 
 Per message: decode -> check its priority -> convert -> add to the batch.
 A batch is handed to the writer when it is full or old enough; once it is
-committed, every message in it is acked. Undecodable messages, messages the
-converter chokes on, and events the database refuses are published to the
-dead-letter exchange with headers saying why, then acked. Dropped
+committed, every message in it is acked (by one multiple ack). Undecodable
+messages, messages the converter chokes on, and events the database refuses
+are published to the dead-letter exchange with headers saying why, then
+acked. Dropped
 notifications (definitions) and priorities we were not asked to store are
 acked and counted.
 
