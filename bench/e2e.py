@@ -17,6 +17,17 @@ In one run, on a RabbitMQ vhost and a PostgreSQL database of its own:
    database is polled every 20 ms for new events: p50/p99 publish-to-commit
    (resolution: the poll interval).
 
+For (1) and (2), the CPU time (user + system, from /proc) spent during the
+drain is split by process: the consumers (the collector's workers), the
+PostgreSQL backends of the collector's database, PostgreSQL's shared
+processes (WAL writer, checkpointer...), RabbitMQ (beam.smp), this script,
+and the rest of the machine; with the CPU left idle (for (1), that includes
+the 3 s the bare consumers wait to be sure the queue is drained). On a
+machine of few shared CPUs this says which of them the rate waits for; the
+ratio of the CPU per event of (1) to that of (2) approximates the rate ratio
+with nothing else running (both phases keep the CPUs busy) and varies much
+less from run to run.
+
 Prints figures; asserts nothing. Needs rabbitmqctl, RabbitMQ on
 127.0.0.1:5672 and PostgreSQL on 127.0.0.1:5432 (user postgres).
 """
@@ -34,6 +45,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +107,12 @@ def fill(vhost: str, n: int, tmpl: list[dict[str, Any]]) -> None:
     pub.close()
 
 
-def bare_drain(vhost: str, n: int, consumers: int, prefetch: int) -> float:
-    """events/s of ``consumers`` processes that decode and ack only."""
+def bare_drain(vhost: str, n: int, consumers: int, prefetch: int) -> tuple[float, CpuSplit]:
+    """events/s of ``consumers`` processes that decode and ack only, and their CPU split.
+
+    Each process connects, says so, and waits for the word to consume, so
+    that the CPU split covers the drain and not the start of Python.
+    """
     code = f"""
 import sys, time, kombu
 sys.path.insert(0, {str(REPO)!r})
@@ -108,6 +124,7 @@ def on(m):
     if state['first'] is None: state['first'] = time.time()
     decoder.decode(m.body); m.ack(); state['n'] += 1; state['last'] = time.time()
 c = kombu.Consumer(ch, [kombu.Queue('{QUEUE}', no_declare=True)], on_message=on)
+print('ready', flush=True); sys.stdin.readline()
 c.consume()
 idle = 0
 while idle < 3:
@@ -115,16 +132,136 @@ while idle < 3:
         conn.drain_events(timeout=1); idle = 0
     except TimeoutError:
         idle += 1 if state['n'] else 0
-print(state['first'], state['last'], state['n'])
+print(state['first'], state['last'], state['n'], flush=True)
+sys.stdin.readline()
 """
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
              for _ in range(consumers)]
-    results = [p.communicate()[0].split() for p in procs]
+    split = CpuSplit({"bare consumers": lambda: [p.pid for p in procs],
+                      "RabbitMQ": rabbitmq_pids, "this script": lambda: [os.getpid()]})
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    split.start()
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    results = []
+    for p in procs:
+        assert p.stdout is not None
+        results.append(p.stdout.readline().split())
+    split.stop()
+    for p in procs:
+        p.communicate("exit\n")
     firsts = [float(r[0]) for r in results if r[0] != "None"]
     lasts = [float(r[1]) for r in results if r[1] != "None"]
     count = sum(int(r[2]) for r in results)
     assert count == n, (count, n)
-    return count / (max(lasts) - min(firsts))
+    return count / (max(lasts) - min(firsts)), split
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU time of ``pids`` (those still alive)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def worker_pids(master: int) -> list[int]:
+    """The collector's consumer workers (not its expirer or metrics process)."""
+    pids = []
+    for pid in children(master):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"collector worker" in title:
+            pids.append(pid)
+    return pids
+
+
+def rabbitmq_pids() -> list[int]:
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "beam.smp":
+                pids.append(int(comm.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, idle) CPU seconds of the whole machine since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    # guest time is already counted in user
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK"), idle / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSplit:
+    """CPU seconds by kind of process between :meth:`start` and :meth:`stop`.
+
+    ``groups`` maps a label to a function returning that group's pids; it is
+    called at both ends, and a pid seen only at the end counts from zero (a
+    process started meanwhile). A process that ended meanwhile is lost.
+    """
+
+    def __init__(self, groups: dict[str, Callable[[], Iterable[int]]]) -> None:
+        self.groups = groups
+        self._start: dict[str, dict[int, float]] = {}
+        self._machine = (0.0, 0.0)
+        self._t0 = 0.0
+        self.seconds: dict[str, float] = {}
+        self.wall = 0.0
+
+    def _snapshot(self) -> dict[str, dict[int, float]]:
+        return {label: {pid: cpu_seconds([pid]) for pid in pids()}
+                for label, pids in self.groups.items()}
+
+    def start(self) -> None:
+        self._t0 = time.time()
+        self._machine = machine_cpu()
+        self._start = self._snapshot()
+
+    def stop(self) -> None:
+        end = self._snapshot()
+        busy, idle = machine_cpu()
+        self.wall = time.time() - self._t0
+        self.seconds = {label: sum(c - self._start[label].get(pid, 0.0) for pid, c in pids.items())
+                        for label, pids in end.items()}
+        measured = sum(self.seconds.values())
+        self.seconds["rest of the machine"] = busy - self._machine[0] - measured
+        self.seconds["idle"] = idle - self._machine[1]
+
+    def report(self, events: int) -> str:
+        lines = [f"  CPU over {self.wall:.1f} s x {os.cpu_count()} CPUs, per event:"]
+        for label, sec in self.seconds.items():
+            lines.append(f"    {label:<28} {sec:6.2f} s {sec * 1000 / events:6.3f} ms/event")
+        return "\n".join(lines)
+
+
+def pg_backends(db: str) -> Callable[[], list[int]]:
+    """The pids of PostgreSQL backends of ``db``, but not this script's."""
+    def pids() -> list[int]:
+        with psycopg.connect(**PG, autocommit=True) as conn:
+            return [int(pid) for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s "
+                "AND application_name <> 'pc_bench'", (db,))]
+    return pids
+
+
+def pg_shared() -> list[int]:
+    """PostgreSQL's processes of no database: WAL writer, checkpointer, ..."""
+    with psycopg.connect(**PG, autocommit=True) as conn:
+        return [int(pid) for (pid,) in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname IS NULL")]
 
 
 def rss(pid: int) -> dict[str, int]:
@@ -136,10 +273,9 @@ def rss(pid: int) -> dict[str, int]:
     return out
 
 
-def count_events(db: str) -> int:
-    with psycopg.connect(**{**PG, "dbname": db}) as conn:
-        row = conn.execute("SELECT count(*) FROM event").fetchone()
-        return int(row[0]) if row else 0
+def count_events(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT count(*) FROM event").fetchone()
+    return int(row[0]) if row else 0
 
 
 def main() -> None:
@@ -169,8 +305,9 @@ def main() -> None:
               f"{os.cpu_count()} CPUs")
 
         fill(vhost, args.n, tmpl)
-        bare = bare_drain(vhost, args.n, workers, 2 * args.batch_size)
+        bare, bare_cpu = bare_drain(vhost, args.n, workers, 2 * args.batch_size)
         print(f"bare kombu consumer ({workers} procs, decode+ack): {bare:8.0f} events/s")
+        print(bare_cpu.report(args.n))
 
         fill(vhost, args.n, tmpl)
         conf = tmp / "collector.conf"
@@ -185,17 +322,28 @@ def main() -> None:
         proc = subprocess.Popen([str(exe), "--config-file", str(conf)], start_new_session=True)
         t_first = t_last = None
         quarter_rss: dict[int, dict[str, int]] = {}
+        split = CpuSplit({"collector workers": lambda: worker_pids(proc.pid),
+                          "PostgreSQL backends": pg_backends(db),
+                          "PostgreSQL shared processes": pg_shared,
+                          "RabbitMQ": rabbitmq_pids, "this script": lambda: [os.getpid()]})
+        # One connection for the polls, not one per poll: each new one would
+        # cost PostgreSQL a backend start on the CPUs being measured.
+        counter = psycopg.connect(**{**PG, "dbname": db}, autocommit=True,
+                                  application_name="pc_bench")
         while True:
-            n = count_events(db)
+            n = count_events(counter)
             now = time.time()
             if n and t_first is None:
                 t_first = now
+                split.start()
             if n >= args.n // 4 and not quarter_rss:
                 quarter_rss = {p: rss(p) for p in children(proc.pid)}
             if n >= args.n:
                 t_last = now
+                split.stop()
                 break
             time.sleep(0.02)
+        counter.close()
         assert t_first is not None
         # The first poll that sees events is up to one batch late: count it in.
         e2e = (args.n - args.batch_size) / (t_last - t_first) if args.n > args.batch_size \
@@ -203,6 +351,20 @@ def main() -> None:
         end_rss = {p: rss(p) for p in children(proc.pid)}
         print(f"panko-collector end to end:              {e2e:8.0f} events/s "
               f"(ratio to bare: {e2e / bare:.0%})")
+        # The split's window starts at the first poll that sees events (up to
+        # one batch in), as does the rate.
+        counted = args.n - args.batch_size if args.n > args.batch_size else args.n
+        print(split.report(counted))
+        # What the rate ratio would be if the machine ran nothing else: the
+        # figure to compare across runs, since other work on a shared machine
+        # slows the two phases unequally.
+        bare_ms = (bare_cpu.seconds["bare consumers"] + bare_cpu.seconds["RabbitMQ"]) \
+            * 1000 / args.n
+        e2e_ms = sum(split.seconds[k] for k in ("collector workers", "PostgreSQL backends",
+                                                "PostgreSQL shared processes", "RabbitMQ")) \
+            * 1000 / counted
+        print(f"CPU per event (consumers + PostgreSQL + RabbitMQ): bare {bare_ms:.3f} ms, "
+              f"collector {e2e_ms:.3f} ms (ratio {bare_ms / e2e_ms:.0%})")
         for p, r in end_rss.items():
             q = quarter_rss.get(p, {})
             print(f"  worker {p}: peak RSS {r['VmHWM']} MB; RSS at 25% {q.get('VmRSS', '?')} MB, "

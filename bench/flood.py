@@ -72,7 +72,16 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import psycopg  # noqa: E402
-from e2e import PG, QUEUE, Publisher, children, fresh, rabbitmqctl, templates  # noqa: E402
+from e2e import (  # noqa: E402
+    PG,
+    QUEUE,
+    Publisher,
+    cpu_seconds,
+    fresh,
+    rabbitmqctl,
+    templates,
+    worker_pids,
+)
 
 from panko_collector import converter, decoder, definitions, storage  # noqa: E402
 
@@ -172,31 +181,6 @@ class Tracker:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of ``pids`` (those still alive)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def worker_pids(master: int) -> list[int]:
-    """The collector's consumer workers (not its metrics process)."""
-    pids = []
-    for pid in children(master):
-        try:
-            title = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"collector worker" in title:
-            pids.append(pid)
-    return pids
 
 
 class Scraper:

@@ -23,6 +23,7 @@ Signals (delivered by cotyledon to every worker):
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import multiprocessing
 import os
@@ -247,6 +248,7 @@ class CollectorService(cotyledon.Service):
             on_consuming=self._on_consuming,
             metrics=self.metrics,
         )
+        _tune_gc()
         self._ready.set()
         if self._terminating.is_set():
             return
@@ -267,6 +269,24 @@ class CollectorService(cotyledon.Service):
     def reload(self) -> None:
         if self.consumer is not None:
             self.consumer.request_reload()
+
+
+def _tune_gc() -> None:
+    """Make the cyclic garbage collector run far less often in a worker.
+
+    Each message leaves a few hundred objects (its decoded notification,
+    event and traits) alive for a batch or two. At Python's default
+    thresholds that sets off a collection every few messages, and the older
+    generations' collections scan everything alive, the modules loaded at
+    start included: 0.04-0.05 ms of CPU per event of the legacy corpus (decode,
+    convert and record_events in one process), a fifth of a worker's CPU
+    and more. What exists now lives as long as the worker, so it is
+    frozen (never scanned again); the rest is freed by reference counting
+    as soon as its batch is acked, with few and small cycles, so 10,000
+    allocations between young collections hold little garbage.
+    """
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
 
 
 def check_broker(conf: cfg.ConfigOpts) -> bool:

@@ -9,9 +9,10 @@ honours at safe points.
 
 Per message: decode -> check its priority -> convert -> add to the batch.
 A batch is handed to the writer when it is full or old enough; once it is
-committed, every message in it is acked. Undecodable messages, messages the
-converter chokes on, and events the database refuses are published to the
-dead-letter exchange with headers saying why, then acked. Dropped
+committed, every message in it is acked (by one multiple ack). Undecodable
+messages, messages the converter chokes on, and events the database refuses
+are published to the dead-letter exchange with headers saying why, then
+acked. Dropped
 notifications (definitions) and priorities we were not asked to store are
 acked and counted.
 
@@ -518,13 +519,7 @@ class Consumer:
             return
         result = write.future.result()
         self._inflight = None
-        failed = {f.event.message_id: f.reason for f in result.failed}
-        for event, message in write.items:
-            reason = failed.get(event.message_id)
-            if reason is None:
-                message.ack()
-            else:
-                self._dead_letter(message, "store-failed", reason)
+        self._settle(write, {f.event.message_id: f.reason for f in result.failed})
         self.stats.stored += result.stored
         # Redeliveries inside one batch count as duplicates too.
         duplicates = result.duplicates + len(write.items) - len(write.events)
@@ -534,6 +529,34 @@ class Consumer:
             assert self._consumer is not None
             self._start_consuming()
             LOG.info("%s: database available again; consuming", self.name)
+
+    def _settle(self, write: _Write, failed: dict[str, str]) -> None:
+        """Dead-letter the refused messages of a committed batch, then ack the rest at once.
+
+        One ``basic.ack(multiple=True)`` of the highest delivery tag among
+        the stored ones settles every message still unacked on the channel
+        up to it. That is exactly the batch's stored messages, because every
+        other delivery with a lower tag is already settled: batches fill in
+        delivery order and are written one at a time (the previous batch was
+        settled before this one was handed over); dropped, ignored and
+        undecodable messages are acked, or dead-lettered and acked, as they
+        are handled; and the refused ones of this batch are dead-lettered
+        and acked first, just below. The tag named must itself be unacked
+        (RabbitMQ closes the channel on an unknown one), hence the highest
+        of the stored ones, not of the batch. Tags are per channel: a batch
+        of an earlier connection never gets here (``run`` forgets it), and
+        the generation check keeps it that way.
+        """
+        last = None
+        for event, message in write.items:
+            reason = failed.get(event.message_id)
+            if reason is None:
+                if last is None or message.delivery_tag > last.delivery_tag:
+                    last = message
+            else:
+                self._dead_letter(message, "store-failed", reason)
+        if last is not None and write.generation == self._generation:
+            last.ack(multiple=True)
 
     def _flush_all(self) -> None:
         """Wait for the write in flight, then write and ack what is left."""

@@ -176,21 +176,23 @@ class Converter:
         return models.Event(notification.message_id, event_type, generated, traits, raw)
 
     def _trait_error(self, event_type: str, trait: str, value: Any, exc: Exception) -> None:
-        shown = _SHORT.repr(value)  # bounded: the value may be huge or deeply nested
         # A publisher that sends a bad value sends it in every notification:
         # one WARNING per event type and trait, the rest at DEBUG (and all
-        # counted), or a stream of them costs a log line per message.
+        # counted), or a stream of them costs a log line per message. The
+        # value is shown bounded (it may be huge or deeply nested), and only
+        # formatted for a line that is written: the repeats are the common case.
         key = (event_type, trait)
         if key in self._warned:
-            LOG.debug("Event %s: trait %s dropped, value %s does not convert: %s",
-                      event_type, trait, shown, exc)
+            if LOG.isEnabledFor(logging.DEBUG):
+                LOG.debug("Event %s: trait %s dropped, value %s does not convert: %s",
+                          event_type, trait, _SHORT.repr(value), exc)
         else:
             if len(self._warned) >= _CACHE_LIMIT:
                 self._warned.clear()
             self._warned.add(key)
             LOG.warning("Event %s: trait %s dropped, value %s does not convert: %s "
                         "(further failures of this trait are logged at DEBUG)",
-                        event_type, trait, shown, exc)
+                        event_type, trait, _SHORT.repr(value), exc)
         if self.on_trait_error is not None:
             try:
                 self.on_trait_error(event_type, trait, value, exc)

@@ -64,6 +64,10 @@ def parse_timestamp(value: Any) -> datetime.datetime | None:
                                      int(second), int(fraction.ljust(6, "0")) if fraction else 0)
         except ValueError:
             return None
+    if not value[:4].isdigit():
+        # iso8601 wants four digits first too: a placeholder or a word fails
+        # here without the cost of its regular expression and exception.
+        return None
     try:
         parsed = iso8601.parse_date(value)
         offset = parsed.utcoffset()
@@ -147,17 +151,26 @@ def _check_text(text: str) -> None:
 MAX_DEPTH = 100
 
 
+_CONTAINERS = (dict, list)
+
+
 def _depth_exceeds(obj: Any, limit: int) -> bool:
-    """True if ``obj`` nests deeper than ``limit``; iterative, so never recurses."""
-    stack: list[tuple[Any, int]] = [(obj, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > limit:
+    """True if ``obj`` nests deeper than ``limit`` (``obj`` itself is level 1)."""
+    return limit < 1 or (isinstance(obj, _CONTAINERS) and _nests_below(obj, limit - 1))
+
+
+def _nests_below(value: Any, levels: int) -> bool:
+    """True if an object or array inside ``value`` is more than ``levels`` levels down.
+
+    Recursive, but never more than ``levels`` calls deep (at most
+    MAX_DEPTH, well within Python's limit): a walk that costs a function
+    call per object or array rather than a stack entry per value, which
+    matters as it runs on most notifications.
+    """
+    children = value.values() if isinstance(value, dict) else value
+    for child in children:
+        if isinstance(child, _CONTAINERS) and (levels == 0 or _nests_below(child, levels - 1)):
             return True
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, dict | list))
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value if isinstance(v, dict | list))
     return False
 
 

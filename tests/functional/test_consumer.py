@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import amqp
 import kombu
 import pytest
 
@@ -38,6 +39,16 @@ class SimpleConverter:
         traits = [models.Trait("payload", models.Trait.TEXT_TYPE, str(n.payload)[:200])]
         return models.Event(n.message_id, n.event_type,
                             n.timestamp or datetime.datetime(2026, 1, 1), traits, {})
+
+
+class Refusing:
+    """SimpleConverter, but the database refuses 'refuse.me' events (an int beyond 64 bits)."""
+
+    def convert(self, n: Any, received: Any = None) -> models.Event | None:
+        event = SimpleConverter().convert(n)
+        if event is not None and n.event_type == "refuse.me":
+            event.traits.append(models.Trait("bad", models.Trait.INT_TYPE, 2**80))
+        return event
 
 
 class FlakyStorage:
@@ -172,14 +183,6 @@ def test_bad_messages_dead_lettered_with_reasons_while_the_rest_flows(
 def test_refused_events_are_dead_lettered(setup: Any, vhost: str) -> None:
     conf, store, pub = setup
 
-    class Refusing:
-        def convert(self, n: Any, received: Any = None) -> models.Event | None:
-            event = SimpleConverter().convert(n)
-            assert event is not None
-            if n.event_type == "refuse.me":
-                event.traits.append(models.Trait("bad", models.Trait.INT_TYPE, 2**80))
-            return event
-
     good = [broker.notification() for _ in range(5)]
     bad = broker.notification(event_type="refuse.me")
     for n in [*good[:2], bad, *good[2:]]:
@@ -195,6 +198,72 @@ def test_refused_events_are_dead_lettered(setup: Any, vhost: str) -> None:
     assert letter.headers["reason"] == "store-failed"
     assert letter.headers["error"]
     assert broker.queue_counts(vhost)["notifications.info"] == (0, 0)
+
+
+def test_a_batch_is_acked_at_once_around_dead_letters_drops_and_ignored(
+        tmp_path: Path, vhost: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each committed batch is settled by one multiple ack of its highest stored
+    delivery tag; the messages settled one by one on the way (dead letters of bad
+    bodies and refused events, drops, ignored priorities) must not be acked twice
+    (RabbitMQ would close the channel and everything unacked would come again)
+    nor hide a message that is not settled yet."""
+    acks: list[tuple[int, bool]] = []
+    real_ack = amqp.Channel.basic_ack
+
+    def spy(channel: Any, delivery_tag: int, multiple: bool = False, **kwargs: Any) -> Any:
+        acks.append((delivery_tag, multiple))
+        return real_ack(channel, delivery_tag, multiple, **kwargs)
+
+    monkeypatch.setattr(amqp.Channel, "basic_ack", spy)
+    conf = make_conf(tmp_path, vhost, batch_size=6, prefetch_count=6)
+    store = storage.get_connection(conf.database.connection, conf)
+    store.upgrade()
+    pub = Publisher(vhost)
+    good: list[dict[str, Any]] = []
+    refused = 0
+    # Batches of 6 events; the refused event is the first, a middle and the
+    # last (highest tag) of a batch, with every other kind of settlement between.
+    kinds = ["refuse", "good", "bad-body", "good", "drop", "good", "ignored", "good", "good",
+             "good", "refuse", "good", "bad-body", "good", "good", "good", "good", "refuse",
+             "good", "refuse"]
+    for kind in kinds:
+        if kind == "good":
+            good.append(broker.notification())
+            pub.publish(good[-1])
+        elif kind == "refuse":
+            refused += 1
+            pub.publish(broker.notification(event_type="refuse.me"))
+        elif kind == "bad-body":
+            pub.publish_raw(b"{not json")
+        elif kind == "drop":
+            pub.publish(broker.notification(event_type="drop.me"))
+        else:
+            pub.publish_raw(broker.envelope(broker.notification(priority="WARN")), priority="info")
+    pub.close()
+    dead = refused + kinds.count("bad-body")
+    running = Running(Consumer(conf, store, Refusing(), decoder.decode, name="test"))
+    try:
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in good}, what="stored")
+        wait_for(lambda: broker.queue_counts(vhost).get(conf.collector.dead_letter_queue,
+                                                         (0, 0))[0] == dead, what="dead letters")
+        wait_for(lambda: broker.queue_counts(vhost)["notifications.info"] == (0, 0),
+                 what="everything acked")
+    finally:
+        running.stop()
+    totals = running.consumer.totals
+    # Nothing delivered twice: the channel was never closed by a bad ack.
+    assert (totals.messages, totals.duplicates) == (len(kinds), 0)
+    assert (totals.stored, totals.dead_lettered, totals.dropped, totals.ignored) == (
+        len(good), dead, 1, 1)
+    singles = [tag for tag, multiple in acks if not multiple]
+    multiples = [tag for tag, multiple in acks if multiple]
+    # One by one: what was settled on its own; the stored events, per batch at once.
+    assert len(singles) == dead + 2
+    assert len(set(singles)) == len(singles)
+    assert 0 < len(multiples) <= len(good) // 6 + 2
+    assert multiples == sorted(multiples)
+    assert not set(singles) & set(multiples)
+    assert max(multiples) < len(kinds)  # the last message was refused: not its tag
 
 
 def test_database_outage_keeps_batch_takes_nothing_and_recovers(

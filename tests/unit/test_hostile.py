@@ -85,6 +85,29 @@ def test_deep_nesting_is_a_decode_error_in_the_body_and_in_the_envelope(depth: i
         assert info.value.reason == "too-deep"
 
 
+@pytest.mark.parametrize("opening, closing", [("[", "]"), ('{"k": ', "}"), ('[{"k": ', "}]")])
+def test_the_nesting_limit_is_exact_in_the_body_and_in_the_envelope(
+        opening: str, closing: str) -> None:
+    def body(levels: int) -> str:
+        """A notification of ``levels`` levels of objects and arrays, its own included."""
+        inner = levels - 1
+        step = 2 if opening.startswith("[{") else 1
+        assert inner % step == 0
+        payload = opening * (inner // step) + "1" + closing * (inner // step)
+        return f'{{"event_type": "x", "payload": {payload}}}'
+
+    for levels in (MAX_DEPTH, MAX_DEPTH + 1) if opening != '[{"k": ' else (
+            MAX_DEPTH - 1, MAX_DEPTH + 1):
+        for text in (body(levels), json.dumps({"oslo.version": "2.0",
+                                               "oslo.message": body(levels)})):
+            if levels <= MAX_DEPTH:
+                assert decode(text.encode()).event_type == "x"
+            else:
+                with pytest.raises(DecodeError) as info:
+                    decode(text.encode())
+                assert info.value.reason == "too-deep"
+
+
 def test_nesting_up_to_the_limit_decodes_and_converts() -> None:
     payload: Any = {"deep": "bottom"}
     for _ in range(MAX_DEPTH - 3):
@@ -156,6 +179,15 @@ def test_postgresql_rule_replaces_nul_everywhere_else_nothing() -> None:
     assert row.traits[Trait.TEXT_TYPE] == {f"a{r}b": f"v{r}w", "plain": "drop table"}
     assert row.traits[Trait.INT_TYPE] == {f"n{r}": 5}
     assert "\x00" not in row.raw and "\\u0000" in row.raw
+    # A NUL in a text value only, in a name only, beside a text value of None.
+    row = impl_sqlalchemy.prepare_event(Event("id", "t", datetime.datetime(2024, 1, 1), [
+        Trait("clean", Trait.TEXT_TYPE, "only\x00here"), Trait("none", Trait.NONE_TYPE, None)]))
+    impl_sqlalchemy.replace_nul(row)
+    assert row.traits[Trait.TEXT_TYPE] == {"clean": f"only{r}here", "none": None}
+    row = impl_sqlalchemy.prepare_event(Event("id", "t", datetime.datetime(2024, 1, 1), [
+        Trait("f\x00", Trait.FLOAT_TYPE, 1.5)]))
+    impl_sqlalchemy.replace_nul(row)
+    assert row.traits[Trait.FLOAT_TYPE] == {f"f{r}": 1.5}
 
 
 def test_a_flood_of_distinct_event_types_keeps_the_cache_bounded() -> None:
