@@ -1,6 +1,7 @@
 """End-to-end throughput of panko-collector beside a bare kombu consumer.
 
 Usage: .venv/bin/python bench/e2e.py [-n 20000] [--workers N] [--batch-size 500]
+                                     [--definitions FILE]
 
 In one run, on a RabbitMQ vhost and a PostgreSQL database of its own:
 
@@ -285,6 +286,8 @@ def main() -> None:
                         help="collector workers (default: the collector's default, the CPU count)")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--definitions", default=None,
+                        help="[event] definitions_cfg_file (default: the packaged ones)")
     args = parser.parse_args()
 
     workers = args.workers or os.cpu_count() or 1
@@ -302,7 +305,7 @@ def main() -> None:
         storage.get_connection(db_url).upgrade()
         print(f"N={args.n} notifications from {len(tmpl)} legacy corpus templates, "
               f"{workers} workers, batch_size {args.batch_size}, PostgreSQL, "
-              f"{os.cpu_count()} CPUs")
+              f"{os.cpu_count()} CPUs, definitions: {args.definitions or 'packaged'}")
 
         fill(vhost, args.n, tmpl)
         bare, bare_cpu = bare_drain(vhost, args.n, workers, 2 * args.batch_size)
@@ -317,6 +320,8 @@ def main() -> None:
             f"[database]\nconnection = {db_url}\n"
             f"[collector]\nbatch_size = {args.batch_size}\nsummary_interval = 10\n"
             + (f"workers = {args.workers}\n" if args.workers else "")
+            + (f"[event]\ndefinitions_cfg_file = {Path(args.definitions).resolve()}\n"
+               if args.definitions else "")
         )
         exe = Path(sys.executable).parent / "panko-collector"
         proc = subprocess.Popen([str(exe), "--config-file", str(conf)], start_new_session=True)
