@@ -12,9 +12,8 @@ A batch is handed to the writer when it is full or old enough; once it is
 committed, every message in it is acked (by one multiple ack). Undecodable
 messages, messages the converter chokes on, and events the database refuses
 are published to the dead-letter exchange with headers saying why, then
-acked. Dropped
-notifications (definitions) and priorities we were not asked to store are
-acked and counted.
+acked. Dropped notifications (definitions) and priorities we were not asked
+to store are acked and counted.
 
 Failures:
 
