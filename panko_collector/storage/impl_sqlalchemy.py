@@ -542,8 +542,9 @@ class Connection(base.Connection):
         sort = _sort_keys(page.get("sort"))
         traits = [_trait_match(tf) for tf in event_filter.traits_filter or ()]
         with self._translated(), self._engine.connect() as conn:
+            pg = conn.dialect.name == "postgresql"
             conds = _filter_conditions(event_filter)
-            if conn.dialect.name == "postgresql" and traits:
+            if pg and traits:
                 # One snapshot for the id lookup and the events.
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
                 # psycopg prepares the statements run often; a generic plan
@@ -584,7 +585,6 @@ class Connection(base.Connection):
                 found_events[id_] = models.Event(mid, desc, generated, [],
                                                  json.loads(raw) if raw else {})
             event_ids = list(found_events)
-            pg = conn.dialect.name == "postgresql"
             for table, dtype in _TRAIT_TABLES:
                 for chunk in _chunks(event_ids, 500):
                     # On PostgreSQL one array parameter: the same statement
