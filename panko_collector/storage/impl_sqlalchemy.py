@@ -445,9 +445,12 @@ class Connection(base.Connection):
             return stored, dups, []
         except Exception as exc:
             kind = self._kind(exc)
-            if kind == "unavailable" or not isinstance(exc, sa_exc.SQLAlchemyError | ValueError
-                                                       | TypeError | OverflowError
-                                                       | UnicodeError):
+            # The driver's own errors come unwrapped from the trait COPY,
+            # which runs on the driver's cursor.
+            dbapi_error = self._engine.dialect.loaded_dbapi.Error
+            if kind == "unavailable" or not isinstance(
+                    exc, sa_exc.SQLAlchemyError | dbapi_error | ValueError | TypeError
+                    | OverflowError | UnicodeError):
                 raise
             if _is_fk_violation(exc) and _every_type_suspect(conn, type_ids):
                 raise _StaleTypes() from exc

@@ -99,8 +99,10 @@ def test_many_event_types_in_one_batch_are_created_once(conn: storage.Connection
     assert count_rows(conn, "event_type") == 7
 
 
-def _pg_refusing_trigger(conn: storage.Connection, condition: str) -> None:
-    """Make PostgreSQL refuse (RAISE, not a data error) event rows matching ``condition``."""
+def _pg_refusing_trigger(conn: storage.Connection, condition: str,
+                         table: str = "event") -> None:
+    """Make PostgreSQL refuse (RAISE, not a data error) rows of ``table`` matching
+    ``condition``."""
     import sqlalchemy as sa
 
     engine = conn._engine  # type: ignore[attr-defined]
@@ -109,8 +111,22 @@ def _pg_refusing_trigger(conn: storage.Connection, condition: str) -> None:
             "CREATE FUNCTION refuse_rows() RETURNS trigger LANGUAGE plpgsql AS $$ "
             f"BEGIN IF {condition} THEN RAISE EXCEPTION 'refused by test'; "
             "END IF; RETURN NEW; END $$"))
-        c.execute(sa.text("CREATE TRIGGER refuse_rows BEFORE INSERT ON event "
+        c.execute(sa.text(f"CREATE TRIGGER refuse_rows BEFORE INSERT ON {table} "
                           "FOR EACH ROW EXECUTE FUNCTION refuse_rows()"))
+
+
+def test_a_trait_row_refused_costs_only_its_event(pg_url: str) -> None:
+    """On PostgreSQL traits go in by COPY, through the driver's own cursor: a
+    refusal there is isolated to its event like any other."""
+    for conn in open_storage(pg_url):
+        _pg_refusing_trigger(conn, "NEW.value = 'refuse me'", table="trait_text")
+        batch = [event(f"g{i}", [T("s", T.TEXT_TYPE, f"v{i}")]) for i in range(9)]
+        batch.insert(4, event("bad-trait", [T("s", T.TEXT_TYPE, "refuse me")]))
+        r = conn.record_events(batch)
+        assert (r.stored, r.duplicates) == (9, 0)
+        assert [f.event.message_id for f in r.failed] == ["bad-trait"]
+        assert "refused by test" in r.failed[0].reason
+        assert ids(_all(conn)) == sorted(f"g{i}" for i in range(9))
 
 
 def test_a_database_refusing_every_event_is_an_error_not_bad_events(pg_url: str) -> None:
