@@ -31,14 +31,17 @@ def _openssl(*args: str | Path) -> None:
 
 
 def _ca(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate authority (cert, key)."""
     cert, key = directory / f"{name}.pem", directory / f"{name}.key"
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
              "-subj", f"/CN={name}", "-keyout", key, "-out", cert)
     return cert, key
 
 
-def _signed(directory: Path, name: str, ca: tuple[Path, Path], extensions: str) -> tuple[Path,
-                                                                                          Path]:
+def _signed(
+    directory: Path, name: str, ca: tuple[Path, Path], extensions: str
+) -> tuple[Path, Path]:
+    """A key and a certificate for ``name`` signed by ``ca`` (cert, key)."""
     cert, key, csr = (directory / f"{name}.pem", directory / f"{name}.key",
                       directory / f"{name}.csr")
     ext = directory / f"{name}.ext"
