@@ -691,14 +691,24 @@ class Connection(base.Connection):
         return count
 
     def _delete_empty_event_types(self) -> None:
+        """Remove the event types left without events, each on its own.
+
+        A batch being written may have just started using one of them; its
+        commit then makes the DELETE of that type fail. One statement for
+        all of them would fail with it and keep every empty type, for good
+        if no event expires after; one type at a time, only that one stays
+        (the next run that deletes events removes it).
+        """
         unused = ~sa.exists().where(_event.c.event_type_id == _event_type.c.id)
-        try:
-            with self._engine.begin() as conn:
-                conn.execute(_event_type.delete().where(unused))
-        except sa_exc.IntegrityError:
-            # A concurrent batch started using one of them meanwhile; the
-            # next expiry run removes whatever is still empty then.
-            LOG.debug("event type cleanup raced with an insert; retried next run")
+        with self._engine.connect() as conn:
+            empty = list(conn.execute(sa.select(_event_type.c.id).where(unused)).scalars())
+            conn.rollback()
+        for type_id in empty:
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(_event_type.delete().where(_event_type.c.id == type_id, unused))
+            except sa_exc.IntegrityError:
+                LOG.debug("event type %d is in use again; not removed", type_id)
         self._type_ids.clear()
 
 

@@ -88,3 +88,40 @@ def test_works_in_chunks_of_their_own_transaction(db_url: str, max_count: int | 
         assert len(ids(conn.get_events(storage.EventFilter()))) == 11 - deleted
     finally:
         conn.dispose()
+
+
+def _expire_into(conn: storage.Connection, done: list[int]) -> None:
+    done.append(conn.clear_expired_data(TTL))
+
+
+def test_a_type_in_use_again_does_not_keep_the_other_empty_types(pg_url: str) -> None:
+    """A batch starts using an empty event type while expiry removes the empty
+    types: only that one stays; the type whose events expired goes."""
+    import threading
+    import time
+
+    import psycopg
+
+    for conn in open_storage(pg_url):
+        now = _now()
+        old = [event(f"old-{i}", event_type="only.old",
+                     generated=now - datetime.timedelta(seconds=TTL + 60)) for i in range(5)]
+        busy = event("busy-0", event_type="busy.type",
+                     generated=now - datetime.timedelta(seconds=TTL + 60))
+        conn.record_events([*old, busy])
+        with psycopg.connect(pg_url) as writer:
+            busy_type = writer.execute(
+                "SELECT id FROM event_type WHERE \"desc\" = 'busy.type'").fetchone()[0]
+            # A writer, not yet committed, uses busy.type for a fresh event.
+            writer.execute("INSERT INTO event (message_id, generated, event_type_id, raw) "
+                           "VALUES ('fresh-0', now() AT TIME ZONE 'utc', %s, '{}')",
+                           (busy_type,))
+            done: list[int] = []
+            expiry = threading.Thread(target=_expire_into, args=(conn, done))
+            expiry.start()
+            time.sleep(1)  # expiry waits on the writer's lock of busy.type
+            writer.commit()
+            expiry.join(30)
+        assert done == [6]
+        assert list(conn.get_event_types()) == ["busy.type"]
+        assert ids(conn.get_events(storage.EventFilter())) == ["fresh-0"]
