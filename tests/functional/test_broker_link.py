@@ -52,17 +52,25 @@ def tls_conf(tmp_path: Path, vhost: str, port: int, ca: Path, pki: PKI) -> Any:
     return service.prepare_service(["--config-file", str(path)])
 
 
-def test_consumes_over_tls_with_a_client_certificate(
-    tmp_path: Path, vhost: str, pki: PKI, tls_proxy: TLSProxy
-) -> None:
-    conf = tls_conf(tmp_path, vhost, tls_proxy.port, pki.ca, pki)
+def tls_store(tmp_path: Path, vhost: str, proxy: TLSProxy, ca: Path, pki: PKI,
+              notes: list[dict[str, Any]]) -> tuple[Any, storage.Connection]:
+    """The configuration of a worker going through ``proxy`` with ``ca``, its
+    store ready, and ``notes`` published (directly, not through TLS)."""
+    conf = tls_conf(tmp_path, vhost, proxy.port, ca, pki)
     store = storage.get_connection(conf.database.connection, conf)
     store.upgrade()
-    notes = [broker.notification() for _ in range(25)]
     pub = Publisher(vhost)
     for n in notes:
         pub.publish(n)
     pub.close()
+    return conf, store
+
+
+def test_consumes_over_tls_with_a_client_certificate(
+    tmp_path: Path, vhost: str, pki: PKI, tls_proxy: TLSProxy
+) -> None:
+    notes = [broker.notification() for _ in range(25)]
+    conf, store = tls_store(tmp_path, vhost, tls_proxy, pki.ca, pki, notes)
     running = start(conf, store)
     try:
         wait_for(lambda: stored_ids(store) == {n["message_id"] for n in notes},
@@ -78,12 +86,8 @@ def test_consumes_over_tls_with_a_client_certificate(
 def test_refuses_a_broker_its_ca_did_not_sign(
     tmp_path: Path, vhost: str, pki: PKI, tls_proxy: TLSProxy
 ) -> None:
-    conf = tls_conf(tmp_path, vhost, tls_proxy.port, pki.other_ca, pki)
-    store = storage.get_connection(conf.database.connection, conf)
-    store.upgrade()
-    pub = Publisher(vhost)
-    pub.publish(broker.notification())
-    pub.close()
+    conf, store = tls_store(tmp_path, vhost, tls_proxy, pki.other_ca, pki,
+                            [broker.notification()])
     running = start(conf, store)
     try:
         log = tmp_path / "collector.log"
