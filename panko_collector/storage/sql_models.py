@@ -2,9 +2,16 @@
 
 Names, types, keys and indexes are Panko's, so that a database Panko
 created can be taken over in place and Panko's users and tools keep reading
-it. One addition: an index on ``(key, value, event_id)`` of each trait
-table (revision pc0003), without which every trait filter scans the whole
-table; event_id in it lets PostgreSQL answer from the index alone.
+it. Two departures:
+
+- an index on ``(key, value, event_id)`` of each trait table (revision
+  pc0003), without which every trait filter scans the whole table;
+  event_id in it lets PostgreSQL answer from the index alone;
+- no foreign key from the trait tables to ``event`` (revision pc0004):
+  checking it took half of PostgreSQL's work per stored event, and the
+  storage code writes and deletes an event's traits with the event, in
+  one transaction.
+
 Two column types carry Panko's storage conventions:
 
 - ``PreciseTimestamp``: naive UTC datetimes with microseconds; MySQL/MariaDB
@@ -141,7 +148,7 @@ class TraitText(Base):
         _MYSQL_TABLE_ARGS,
     )
 
-    event_id: Mapped[int] = mapped_column(Integer, ForeignKey("event.id"), primary_key=True)
+    event_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[str | None] = mapped_column(String(255))
 
@@ -156,7 +163,7 @@ class TraitInt(Base):
         _MYSQL_TABLE_ARGS,
     )
 
-    event_id: Mapped[int] = mapped_column(Integer, ForeignKey("event.id"), primary_key=True)
+    event_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[int | None] = mapped_column(BigInteger)
 
@@ -171,7 +178,7 @@ class TraitFloat(Base):
         _MYSQL_TABLE_ARGS,
     )
 
-    event_id: Mapped[int] = mapped_column(Integer, ForeignKey("event.id"), primary_key=True)
+    event_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[float | None] = mapped_column(DOUBLE_PRECISION)
 
@@ -186,7 +193,7 @@ class TraitDatetime(Base):
         _MYSQL_TABLE_ARGS,
     )
 
-    event_id: Mapped[int] = mapped_column(Integer, ForeignKey("event.id"), primary_key=True)
+    event_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     value: Mapped[datetime.datetime | None] = mapped_column(PreciseTimestamp())
 
