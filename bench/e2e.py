@@ -9,16 +9,20 @@ In one run, on a RabbitMQ vhost and a PostgreSQL database of its own:
    envelope) are queued, then one bare kombu consumer per collector worker
    drains them (decode and ack only, nothing stored); events/s from the
    first delivery to the last ack.
+1b. bare reading ahead: the same, with the collector's two ways with the
+   broker: reading ahead on the socket and one ack per batch_size messages
+   (events/s to the last decode). The ratio to it is the cost of
+   converting and storing alone.
 2. collector: N fresh ones are queued, then ``panko-collector`` starts with
    the default worker count; events/s from the first stored event to the
-   last commit, and the ratio to the bare rate. Peak RSS (VmHWM) per worker,
+   last commit, and the ratios to the bare rates. Peak RSS (VmHWM) per worker,
    and RSS at a quarter and at the end, to see whether it grows with N.
 3. latency: notifications are published at half the rate measured in (2)
    for ``--latency-seconds``; each one's publish time is kept and the
    database is polled every 20 ms for new events: p50/p99 publish-to-commit
    (resolution: the poll interval).
 
-For (1) and (2), the CPU time (user + system, from /proc) spent during the
+For each phase, the CPU time (user + system, from /proc) spent during the
 drain is split by process: the consumers (the collector's workers), the
 PostgreSQL backends of the collector's database, PostgreSQL's shared
 processes (WAL writer, checkpointer...), RabbitMQ (beam.smp), this script,
@@ -108,8 +112,14 @@ def fill(vhost: str, n: int, tmpl: list[dict[str, Any]]) -> None:
     pub.close()
 
 
-def bare_drain(vhost: str, n: int, consumers: int, prefetch: int) -> tuple[float, CpuSplit]:
+def bare_drain(vhost: str, n: int, consumers: int, prefetch: int,
+               ack_every: int = 1) -> tuple[float, CpuSplit]:
     """events/s of ``consumers`` processes that decode and ack only, and their CPU split.
+
+    ``ack_every`` 1: a plain kombu consumer, one ack per message. Above 1:
+    the collector's two ways with the broker beside its storing, reading
+    ahead on the socket (panko_collector.read_ahead) and one ack for
+    ``ack_every`` messages.
 
     Each process connects, says so, and waits for the word to consume, so
     that the CPU split covers the drain and not the start of Python.
@@ -117,13 +127,19 @@ def bare_drain(vhost: str, n: int, consumers: int, prefetch: int) -> tuple[float
     code = f"""
 import sys, time, kombu
 sys.path.insert(0, {str(REPO)!r})
-from panko_collector import decoder
+from panko_collector import decoder, read_ahead
 conn = kombu.Connection('amqp://guest:guest@127.0.0.1:5672/{vhost}')
+conn.connect()
+ack_every = {ack_every}
+if ack_every > 1: read_ahead.install(conn)
 ch = conn.channel(); ch.basic_qos(0, {prefetch}, True)
-state = {{'first': None, 'last': None, 'n': 0}}
+state = {{'first': None, 'last': None, 'n': 0, 'unacked': None}}
 def on(m):
     if state['first'] is None: state['first'] = time.time()
-    decoder.decode(m.body); m.ack(); state['n'] += 1; state['last'] = time.time()
+    decoder.decode(m.body); state['n'] += 1; state['last'] = time.time()
+    if ack_every == 1: m.ack()
+    elif state['n'] % ack_every == 0: m.ack(multiple=True); state['unacked'] = None
+    else: state['unacked'] = m
 c = kombu.Consumer(ch, [kombu.Queue('{QUEUE}', no_declare=True)], on_message=on)
 print('ready', flush=True); sys.stdin.readline()
 c.consume()
@@ -132,6 +148,8 @@ while idle < 3:
     try:
         conn.drain_events(timeout=1); idle = 0
     except TimeoutError:
+        if state['unacked'] is not None:
+            state['unacked'].ack(multiple=True); state['unacked'] = None
         idle += 1 if state['n'] else 0
 print(state['first'], state['last'], state['n'], flush=True)
 sys.stdin.readline()
@@ -311,6 +329,11 @@ def main() -> None:
         bare, bare_cpu = bare_drain(vhost, args.n, workers, 2 * args.batch_size)
         print(f"bare kombu consumer ({workers} procs, decode+ack): {bare:8.0f} events/s")
         print(bare_cpu.report(args.n))
+        fill(vhost, args.n, tmpl)
+        ahead, ahead_cpu = bare_drain(vhost, args.n, workers, 2 * args.batch_size,
+                                      ack_every=args.batch_size)
+        print(f"bare, reading ahead, one ack per {args.batch_size}:    {ahead:8.0f} events/s")
+        print(ahead_cpu.report(args.n))
 
         fill(vhost, args.n, tmpl)
         conf = tmp / "collector.conf"
@@ -355,7 +378,7 @@ def main() -> None:
             else args.n / (t_last - t_first)
         end_rss = {p: rss(p) for p in children(proc.pid)}
         print(f"panko-collector end to end:              {e2e:8.0f} events/s "
-              f"(ratio to bare: {e2e / bare:.0%})")
+              f"(ratio to bare: {e2e / bare:.0%}; to bare reading ahead: {e2e / ahead:.0%})")
         # The split's window starts at the first poll that sees events (up to
         # one batch in), as does the rate.
         counted = args.n - args.batch_size if args.n > args.batch_size else args.n
@@ -363,13 +386,14 @@ def main() -> None:
         # What the rate ratio would be if the machine ran nothing else: the
         # figure to compare across runs, since other work on a shared machine
         # slows the two phases unequally.
-        bare_ms = (bare_cpu.seconds["bare consumers"] + bare_cpu.seconds["RabbitMQ"]) \
-            * 1000 / args.n
+        bare_ms, ahead_ms = ((c.seconds["bare consumers"] + c.seconds["RabbitMQ"]) * 1000 / args.n
+                             for c in (bare_cpu, ahead_cpu))
         e2e_ms = sum(split.seconds[k] for k in ("collector workers", "PostgreSQL backends",
                                                 "PostgreSQL shared processes", "RabbitMQ")) \
             * 1000 / counted
         print(f"CPU per event (consumers + PostgreSQL + RabbitMQ): bare {bare_ms:.3f} ms, "
-              f"collector {e2e_ms:.3f} ms (ratio {bare_ms / e2e_ms:.0%})")
+              f"bare reading ahead {ahead_ms:.3f} ms, collector {e2e_ms:.3f} ms "
+              f"(ratios {bare_ms / e2e_ms:.0%}, {ahead_ms / e2e_ms:.0%})")
         for p, r in end_rss.items():
             q = quarter_rss.get(p, {})
             print(f"  worker {p}: peak RSS {r['VmHWM']} MB; RSS at 25% {q.get('VmRSS', '?')} MB, "

@@ -50,7 +50,7 @@ import kombu.exceptions
 import kombu.transport.pyamqp
 from oslo_config import cfg
 
-from panko_collector import decoder, errors, queues, transport
+from panko_collector import decoder, errors, queues, read_ahead, transport
 from panko_collector.batch import Batch
 from panko_collector.metrics import DISABLED, Metrics
 from panko_collector.storage import Connection, RecordResult, models
@@ -280,6 +280,7 @@ class Consumer:
                 interval_step=0,
                 interval_max=0,
             )
+            read_ahead.install(conn)
             channel = conn.channel()
             _raw_bodies(channel)
             declared = queues.declare(self.conf, channel)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from panko_collector import service, storage
+from panko_collector import read_ahead, service, storage
 from tests.conftest import RABBIT_HOST, missing
 from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for
@@ -81,6 +81,37 @@ def test_consumes_over_tls_with_a_client_certificate(
         running.stop()
     assert "panko-collector-client" in tls_proxy.clients
     assert not tls_proxy.refused
+
+
+def test_reads_ahead_on_plain_tcp_whatever_the_message_size(
+    tmp_path: Path, vhost: str
+) -> None:
+    """The worker's socket is read a chunk at a time (read_ahead); deliveries
+    smaller and larger than a chunk, back to back, come through whole."""
+    path = tmp_path / "plain.conf"
+    path.write_text(
+        f"[DEFAULT]\ntransport_url = {broker.url(vhost)}\n"
+        f"[database]\nconnection = sqlite:///{tmp_path / 'events.sqlite'}\n"
+        "[collector]\nexchanges = nova\nbatch_size = 50\nbatch_timeout = 0.2\n")
+    conf = service.prepare_service(["--config-file", str(path)])
+    store = storage.get_connection(conf.database.connection, conf)
+    store.upgrade()
+    sizes = [10, 3 * read_ahead.CHUNK, 100, read_ahead.CHUNK - 50, 10] * 8
+    notes = [broker.notification(payload={"instance_id": str(i), "pad": "x" * size})
+             for i, size in enumerate(sizes)]
+    pub = Publisher(vhost)
+    for n in notes:
+        pub.publish(n)
+    pub.close()
+    running = start(conf, store)
+    try:
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in notes},
+                 what="every event stored")
+        quick_recv = running.consumer._conn.connection.transport._quick_recv  # type: ignore[union-attr]
+        assert isinstance(quick_recv, read_ahead.ReadAhead)
+    finally:
+        running.stop()
+    assert running.consumer.totals.dead_lettered == 0
 
 
 def test_refuses_a_broker_its_ca_did_not_sign(
