@@ -201,6 +201,7 @@ class Consumer:
             self.batch_size, self.batch_timeout
         )
         self._conn: kombu.Connection | None = None
+        self._reader: read_ahead.ReadAhead | None = None
         self._consumer: kombu.Consumer | None = None
         self._producer: kombu.Producer | None = None
         self._paused = False
@@ -280,7 +281,7 @@ class Consumer:
                 interval_step=0,
                 interval_max=0,
             )
-            read_ahead.install(conn)
+            self._reader = read_ahead.install(conn)
             channel = conn.channel()
             _raw_bodies(channel)
             declared = queues.declare(self.conf, channel)
@@ -344,7 +345,7 @@ class Consumer:
                     left = self._batch.time_left()
                     timeout = _TICK if left is None else min(left, _TICK)
                 with contextlib.suppress(TimeoutError):
-                    conn.drain_events(timeout=max(timeout, 0.005))
+                    read_ahead.drain(conn, self._reader, max(timeout, 0.005))
                 self._tick()
             # Stop order: stop taking (cancel, so nothing new is delivered),
             # write what we hold and ack it (_flush_all), then close (run).
@@ -371,6 +372,7 @@ class Consumer:
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
+        self._reader = None
         self._consumer = self._producer = None
         if conn is not None:
             try:

@@ -28,6 +28,9 @@ class CountingSocket:
         self.calls += 1
         return self.sock.recv(n)
 
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
 
 @pytest.fixture
 def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
@@ -79,12 +82,16 @@ def test_timeouts_and_the_peer_closing_come_through(
     assert recv(10) == b""
 
 
+@pytest.mark.parametrize("waiting", ["socket timeout", "reader wait"])
 def test_py_amqp_reads_frames_across_chunks_and_timeouts(
-        pair: tuple[socket.socket, socket.socket]) -> None:
+        pair: tuple[socket.socket, socket.socket], waiting: str) -> None:
     ours, broker = pair
     transport = plain_transport(ours)
-    assert read_ahead.install(kombu_like(transport))
-    assert isinstance(transport._quick_recv, read_ahead.ReadAhead)
+    reader = read_ahead.install(kombu_like(transport))
+    assert reader is not None and transport._quick_recv is reader
+    if waiting == "reader wait":  # as drain() does: a blocking socket, polled
+        ours.settimeout(None)
+        reader.wait = 0.05
     big = b"x" * (3 * read_ahead.CHUNK + 17)  # larger than a chunk
     small = [f"notification {i}".encode() for i in range(50)]
     broker.sendall(b"".join(frame(1, p) for p in small[:25]) + frame(2, big)
@@ -102,6 +109,23 @@ def test_py_amqp_reads_frames_across_chunks_and_timeouts(
         transport.read_frame()
     broker.sendall(whole[10:])
     assert transport.read_frame() == (3, 5, b"split across two reads")
+
+
+def test_drain_waits_through_the_reader_and_lifts_the_wait_after() -> None:
+    reader = read_ahead.ReadAhead(socket.socket())
+    seen: list[Any] = []
+
+    class Connection:
+        def drain_events(self, timeout: float | None = None) -> None:
+            seen.append((timeout, reader.wait))
+            raise TimeoutError
+
+    with pytest.raises(TimeoutError):
+        read_ahead.drain(Connection(), reader, 0.25)
+    assert seen == [(None, 0.25)] and reader.wait is None
+    read_ahead.drain(SimpleNamespace(drain_events=lambda timeout: seen.append(timeout)),
+                     None, 0.25)
+    assert seen[-1] == 0.25
 
 
 def test_installed_once_and_never_on_tls(pair: tuple[socket.socket, socket.socket]) -> None:
