@@ -12,7 +12,6 @@ import datetime
 import importlib.resources
 import json
 import math
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +31,7 @@ from sqlalchemy.engine import Connection as SAConnection
 from sqlalchemy.engine import Engine, make_url
 
 from panko_collector import errors
-from panko_collector.storage import base, models
+from panko_collector.storage import base, models, sql_errors
 from panko_collector.storage import sql_models as sm
 
 LOG = log.getLogger(__name__)
@@ -78,9 +77,6 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "ge": lambda c, v: c >= v,
     "gt": lambda c, v: c > v,
 }
-# SQLite reports both outages and schema problems as OperationalError; only
-# these messages mean "try again later".
-_SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o")
 _PG_INSERT_EVENTS = (
     "INSERT INTO event (message_id, generated, event_type_id, raw) "
     "SELECT * FROM unnest(%s::varchar[], %s::timestamp[], %s::integer[], %s::text[]) "
@@ -278,10 +274,11 @@ class Connection(base.Connection):
         if isinstance(exc, sa_exc.StatementError) and exc.orig is not None:
             orig = exc.orig
         dbapi = self._engine.dialect.loaded_dbapi
+        if isinstance(orig, dbapi.Error):
+            by_code = sql_errors.classify(orig, self._engine.dialect.name)
+            if by_code is not None:
+                return by_code
         if isinstance(orig, dbapi.OperationalError | dbapi.InterfaceError):
-            if isinstance(orig, sqlite3.Error):
-                return "unavailable" if any(
-                    s in str(orig).lower() for s in _SQLITE_TRANSIENT) else "other"
             return "unavailable"
         if isinstance(orig, dbapi.DataError | dbapi.IntegrityError):
             return "data"
@@ -452,7 +449,7 @@ class Connection(base.Connection):
                     exc, sa_exc.SQLAlchemyError | dbapi_error | ValueError | TypeError
                     | OverflowError | UnicodeError):
                 raise
-            if _is_fk_violation(exc) and _every_type_suspect(conn, type_ids):
+            if sql_errors.is_foreign_key_violation(exc) and _every_type_suspect(conn, type_ids):
                 raise _StaleTypes() from exc
             # Errors of another kind than bad data (a trigger, a check the
             # schema gained, a privilege) are isolated too, or one such event
@@ -714,11 +711,6 @@ class Connection(base.Connection):
 
 class _StaleTypes(Exception):
     """A cached event type id no longer exists."""
-
-
-def _is_fk_violation(exc: BaseException) -> bool:
-    text = str(getattr(exc, "orig", exc)).lower()
-    return "foreign key" in text
 
 
 def _every_type_suspect(conn: SAConnection, type_ids: dict[str, int]) -> bool:
