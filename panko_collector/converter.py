@@ -20,6 +20,7 @@ from typing import Any
 
 from oslo_config import cfg
 
+from panko_collector import package_data
 from panko_collector.decoder import Notification
 from panko_collector.definitions import EventDefinition, catchall_definition, load_definitions
 from panko_collector.errors import DefinitionsError
@@ -28,8 +29,8 @@ from panko_collector.storage import models
 LOG = logging.getLogger(__name__)
 
 DEFAULT_DEFINITIONS = "event_definitions.yaml"
-PACKAGED_DEFINITIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                    "data", "event_definitions.yaml")
+
+PACKAGED_DEFINITIONS = str(package_data.default_definitions())
 
 OPTS = [
     cfg.StrOpt("definitions_cfg_file",

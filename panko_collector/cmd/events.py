@@ -18,8 +18,6 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from dateutil import parser as dateparser
-
 from panko_collector import __version__, errors, service, storage
 from panko_collector.storage import models
 
@@ -41,7 +39,7 @@ _TRAIT_RE = re.compile(
 def utc_datetime(text: str) -> datetime.datetime:
     """An ISO 8601 date or time as naive UTC (a time without zone is UTC)."""
     try:
-        value = dateparser.isoparse(text)
+        value = datetime.datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 date/time: {text!r}") from None
     if value.tzinfo is not None:

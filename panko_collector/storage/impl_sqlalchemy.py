@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import importlib.resources
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,7 +29,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection as SAConnection
 from sqlalchemy.engine import Engine, make_url
 
-from panko_collector import errors
+from panko_collector import errors, package_data
 from panko_collector.storage import base, models, sql_errors
 from panko_collector.storage import sql_models as sm
 
@@ -309,8 +308,7 @@ class Connection(base.Connection):
     @staticmethod
     def _alembic_config(conn: SAConnection) -> AlembicConfig:
         config = AlembicConfig()
-        location = importlib.resources.files("panko_collector.migrations")
-        config.set_main_option("script_location", str(location))
+        config.set_main_option("script_location", str(package_data.migrations_dir()))
         config.attributes["connection"] = conn
         return config
 
