@@ -46,6 +46,7 @@ from panko_collector import (
     storage,
     transport,
 )
+from panko_collector.compat import check_at_start, cotyledon_hooks
 from panko_collector.consumer import Consumer
 
 LOG = logging.getLogger(__name__)
@@ -197,9 +198,7 @@ class Readiness:
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        # cotyledon's manager sends READY=1 itself as soon as it starts, and
-        # only when it finds NOTIFY_SOCKET: take the address away from it.
-        self._address = os.environ.pop("NOTIFY_SOCKET", None)
+        self._address = cotyledon_hooks.take_notify_socket()
         self._consuming = multiprocessing.Value("i", 0)
         self._counted_pid = 0
 
@@ -320,6 +319,7 @@ def start_line(conf: cfg.ConfigOpts) -> str:
 
 def serve(conf: cfg.ConfigOpts) -> None:
     """Run the service manager until SIGTERM; never returns normally."""
+    check_at_start()
     c = conf.collector
     if (c.prefetch_count or 2 * c.batch_size) < c.batch_size:
         LOG.warning("[collector] prefetch_count %d is below batch_size %d: batches "

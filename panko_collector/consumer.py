@@ -47,11 +47,11 @@ from typing import Any, Protocol
 
 import kombu
 import kombu.exceptions
-import kombu.transport.pyamqp
 from oslo_config import cfg
 
 from panko_collector import decoder, errors, queues, read_ahead, transport
 from panko_collector.batch import Batch
+from panko_collector.compat import kombu_hooks
 from panko_collector.metrics import DISABLED, Metrics
 from panko_collector.storage import Connection, RecordResult, models
 
@@ -121,37 +121,6 @@ class _Write:
     events: list[models.Event]
     generation: int
     future: Future[RecordResult] | None = None
-
-
-class _UndecompressedMessage(kombu.transport.pyamqp.Message):  # type: ignore[misc]
-    """A delivery whose body kombu leaves as it came: never decompressed.
-
-    kombu inflates any body with a ``compression`` header while building
-    the message, before our size check could run (a 20 kB gzip bomb becomes
-    gigabytes). The header is hidden from kombu and put back afterwards, so
-    that ``decoder.check_delivery`` dead-letters the message as compressed.
-    """
-
-    def __init__(self, msg: Any, channel: Any = None, **kwargs: Any) -> None:
-        headers = msg.properties.get("application_headers") or {}
-        if "compression" in headers:
-            msg.properties["application_headers"] = {
-                k: v for k, v in headers.items() if k != "compression"}
-        super().__init__(msg, channel=channel, **kwargs)
-        self.headers = headers
-
-
-def _raw_bodies(channel: Any) -> None:
-    """Make ``channel`` deliver bodies as the raw bytes that were published.
-
-    py-amqp would otherwise decode a body by its content_encoding (any codec
-    Python knows) and kombu decompress it; the decoder wants the bytes and
-    the dead-letter copy must be the original.
-    """
-    if hasattr(channel, "auto_decode"):
-        channel.auto_decode = False
-    if getattr(channel, "Message", None) is kombu.transport.pyamqp.Message:
-        channel.Message = _UndecompressedMessage
 
 
 class _Abandon(Exception):
@@ -281,9 +250,10 @@ class Consumer:
                 interval_step=0,
                 interval_max=0,
             )
-            self._reader = read_ahead.install(conn)
+            self._reader = (read_ahead.install(conn) if self.conf.collector.read_ahead
+                            else None)
             channel = conn.channel()
-            _raw_bodies(channel)
+            kombu_hooks.raw_bodies(channel)
             declared = queues.declare(self.conf, channel)
             quorum = self.conf.oslo_messaging_rabbit.rabbit_quorum_queue
             # A per-channel limit bounds this worker's memory whatever the
