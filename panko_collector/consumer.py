@@ -145,7 +145,7 @@ class Consumer:
         converter: Converter,
         decode: Decode,
         *,
-        converter_factory: Callable[[cfg.ConfigOpts], Converter] | None = None,
+        converter_factory: Callable[[cfg.ConfigOpts], Converter | None] | None = None,
         name: str = "worker",
         on_consuming: Callable[[], None] | None = None,
         metrics: Metrics = DISABLED,
@@ -165,6 +165,9 @@ class Consumer:
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._reload = threading.Event()
+        # Fixed for the life of the consumer, like the queues it consumes: a
+        # priority whose queue is consumed is stored, whatever a reload says.
+        self.priorities = frozenset(p.lower() for p in conf.collector.priorities)
         self._apply_settings()
         self._batch: Batch[tuple[models.Event, kombu.Message]] = Batch(
             self.batch_size, self.batch_timeout
@@ -579,7 +582,6 @@ class Consumer:
 
     def _apply_settings(self) -> None:
         c = self.conf.collector
-        self.priorities = frozenset(p.lower() for p in c.priorities)
         self.batch_size = c.batch_size
         self.batch_timeout = c.batch_timeout
         self.prefetch_count = c.prefetch_count or 2 * c.batch_size
@@ -598,12 +600,14 @@ class Consumer:
             return
         if self.converter_factory is not None:
             try:
-                self.converter = self.converter_factory(self.conf)
+                reloaded = self.converter_factory(self.conf)
             except errors.ConfigError as exc:
                 LOG.error("%s: new event definitions rejected, keeping the old ones: %s",
                           self.name, exc)
             else:
-                LOG.info("%s: event definitions reloaded", self.name)
+                if reloaded is not None:  # None: nothing new to load
+                    self.converter = reloaded
+                    LOG.info("%s: event definitions reloaded", self.name)
         self._apply_settings()
         self._batch.max_size = self.batch_size
         self._batch.max_age = self.batch_timeout

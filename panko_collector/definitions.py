@@ -454,11 +454,21 @@ def load_definitions(path: str) -> list[EventDefinition]:
     definition when the file cannot be read, is not YAML, or a definition
     is invalid (unknown type or plugin, a bad path...).
     """
+    return definitions_from_text(read_definitions(path), path)
+
+
+def read_definitions(path: str) -> str:
+    """The text of a definitions file; raises :class:`DefinitionsError` naming it."""
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            return f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise DefinitionsError(f"{path}: cannot read the event definitions: {exc}") from None
+
+
+def definitions_from_text(text: str, path: str) -> list[EventDefinition]:
+    """Compile the text of a definitions file; errors name ``path`` as
+    :func:`load_definitions` says."""
     try:
         config = yaml.safe_load(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
