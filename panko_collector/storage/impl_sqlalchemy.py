@@ -16,10 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from oslo_config import cfg
 from oslo_log import log
 from sqlalchemy import exc as sa_exc
@@ -306,7 +302,12 @@ class Connection(base.Connection):
     # ----------------------------------------------------------------- schema
 
     @staticmethod
-    def _alembic_config(conn: SAConnection) -> AlembicConfig:
+    def _alembic_config(conn: SAConnection) -> Any:
+        # alembic is imported only to change the schema: importing it logs
+        # INFO lines about its plugins, which commands that only read (and
+        # the daemon) have no business printing.
+        from alembic.config import Config as AlembicConfig
+
         config = AlembicConfig()
         config.set_main_option("script_location", str(package_data.migrations_dir()))
         config.attributes["connection"] = conn
@@ -320,6 +321,10 @@ class Connection(base.Connection):
         then upgraded, without its rows being touched. A revision that is
         neither ours nor Panko's raises ``StorageError``.
         """
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
         with self._translated(), self._engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # Two dbsync at once would race to create the same tables.

@@ -7,6 +7,7 @@ configuration file; signals are real signals to the real processes.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -323,6 +324,9 @@ def test_publish_samples_shows_the_events_arrive(tmp_path: Path, vhost: str,
                        "port.create.end", "image.upload"):
         assert event_type in out.stdout
     assert "instance_id = " in out.stdout
+    # Trait values as panko-collector-events prints them: datetimes in ISO 8601.
+    assert "datetime.datetime(" not in out.stdout
+    assert re.search(r"launched_at = \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", out.stdout)
     assert count_events(url) == 4
 
 
