@@ -94,3 +94,10 @@ def test_shipped_files_are_found_from_the_source_tree() -> None:
     assert package_data.migrations_dir() == REPO / "migrations"
     assert package_data.default_definitions() == \
         REPO / "etc" / "panko-collector" / "event_definitions.yaml"
+
+
+def test_every_package_is_built_into_the_wheel() -> None:
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts)
+             for p in (REPO / "panko_collector").rglob("__init__.py")}
+    assert found <= listed
