@@ -13,21 +13,28 @@ Signals (delivered by cotyledon to every worker):
   ends the process as soon as ``terminate`` returns. Past
   ``graceful_shutdown_timeout`` cotyledon kills the worker; unacked messages
   are then redelivered, so even that loses nothing.
-- SIGHUP: ``reload`` re-reads the configuration files and the event
-  definitions at the consumer's next safe point; invalid definitions are
-  logged and the old ones kept.
+  A SIGTERM while a worker starts ends it at once (nothing was taken);
+  one while the master starts, before any worker, ends it with status 0.
+- SIGHUP: the master re-reads the configuration files and the event
+  definitions (invalid definitions are logged and the old ones kept); each
+  worker re-reads the configuration and takes the definitions the master
+  accepted (``Definitions``) at its consumer's next safe point. What the
+  queues are and which priorities are stored only a restart changes
+  (``RestartOnly``: one WARNING names what a reload did not apply).
 - a worker that dies (even by SIGKILL) is replaced by the master; the broker
   redelivers what it had not acked.
 """
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
 import multiprocessing
 import os
+import shutil
+import tempfile
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import cotyledon
@@ -38,6 +45,7 @@ from sqlalchemy.engine import make_url
 from panko_collector import (
     converter,
     decoder,
+    definitions,
     errors,
     expirer,
     metrics,
@@ -46,6 +54,7 @@ from panko_collector import (
     storage,
     transport,
 )
+from panko_collector.compat import check_at_start, cotyledon_hooks
 from panko_collector.consumer import Consumer
 
 LOG = logging.getLogger(__name__)
@@ -163,27 +172,121 @@ def mask_database_url(url: str) -> str:
 
 
 class Definitions:
-    """The converter of the current event definitions, held by the master.
+    """The event definitions, read from their file by the master alone.
 
-    Built at start (invalid definitions stop the start with the file's
-    error) and rebuilt on SIGHUP (invalid ones are logged and the previous
-    kept). A worker forked later, to replace one that died, starts from the
-    converter current at that moment instead of re-reading a file that may
-    have become invalid.
+    Read at start (invalid definitions stop the start with the file's
+    error) and on SIGHUP (invalid ones are logged and the previous kept).
+    The master keeps the text it accepted in a private copy, and every
+    worker builds its converter from that copy, whether it reloads on SIGHUP
+    or was forked later to replace one that died: the workers and the
+    master never disagree because the file changed, or became invalid,
+    between their reads. ``cleanup`` (the master, at exit) removes the copy.
     """
 
     def __init__(self, conf: cfg.ConfigOpts,
                  on_trait_error: converter.TraitErrorCallback | None = None) -> None:
         self.conf = conf
-        self.factory = functools.partial(converter.Converter.from_conf,
-                                         on_trait_error=on_trait_error)
-        self.converter = self.factory(conf)
+        self.on_trait_error = on_trait_error
+        self._dir = tempfile.mkdtemp(prefix="panko-collector-definitions-")
+        self._copy = os.path.join(self._dir, "accepted.yaml")
+        #: Accepted reloads, in memory shared with the workers forked later.
+        self._accepted = multiprocessing.Value("i", 0)
+        #: The generation this process's converter was built from.
+        self._built = 0
+        try:
+            self.converter = self._read_file()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _read_file(self) -> converter.Converter:
+        path = converter.resolve_definitions_file(self.conf)
+        text = definitions.read_definitions(path)
+        built = converter.Converter.from_text(self.conf, text, path,
+                                              on_trait_error=self.on_trait_error)
+        with open(self._copy + ".new", "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(self._copy + ".new", self._copy)
+        return built
 
     def reload(self) -> None:
+        """In the master, on SIGHUP (before the workers are signalled)."""
         try:
-            self.converter = self.factory(self.conf)
+            self.converter = self._read_file()
         except errors.ConfigError as exc:
             LOG.error("new event definitions rejected, keeping the old ones: %s", exc)
+            return
+        with self._accepted.get_lock():
+            self._accepted.value += 1
+            self._built = self._accepted.value
+
+    def worker_reload(self, conf: cfg.ConfigOpts) -> converter.Converter | None:
+        """In a worker, on SIGHUP: a converter of what the master accepted
+        last (with the worker's ``[event]`` options), or None when the master
+        accepted nothing new since this worker's converter was built."""
+        accepted = self._accepted.value
+        if accepted == self._built:
+            return None
+        with open(self._copy, encoding="utf-8") as f:
+            text = f.read()
+        built = converter.Converter.from_text(conf, text, self._copy,
+                                              on_trait_error=self.on_trait_error)
+        self._built = accepted
+        return built
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+#: Options that only a restart applies: the queues consumed, what the
+#: workers were forked with, where metrics are served. Every option of
+#: queues.RABBIT_OPTS (the queue arguments) is one as well.
+RESTART_ONLY = [
+    ("collector", "exchanges"), ("collector", "topics"), ("collector", "priorities"),
+    ("collector", "pool"), ("collector", "dead_letter_exchange"),
+    ("collector", "dead_letter_queue"), ("collector", "workers"),
+    ("collector", "metrics_host"), ("collector", "metrics_port"),
+]
+
+
+class RestartOnly:
+    """Keeps the options a reload must not apply at their start values.
+
+    The master pins them (oslo.config overrides) before it forks, so every
+    worker, those forked after a SIGHUP included, consumes and accepts what
+    the daemon started with: a priority removed from the file stays
+    accepted, and its queue, still bound and consumed, still stored.
+    ``warn_changes`` tells the operator, once per SIGHUP, what the file now
+    says differently and that a restart applies it.
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        self.conf = conf
+        self.names = RESTART_ONLY + [("oslo_messaging_rabbit", o.name)
+                                     for o in queues.RABBIT_OPTS]
+        self.pinned = {(g, n): self.conf[g][n] for g, n in self.names}
+        for (group, name), value in self.pinned.items():
+            self.conf.set_override(name, value, group)
+
+    def changed(self) -> list[str]:
+        """The pinned options whose configured value is now another."""
+        found = []
+        for (group, name), value in self.pinned.items():
+            self.conf.clear_override(name, group)
+            try:
+                if self.conf[group][name] != value:
+                    found.append(f"[{group}] {name}")
+            finally:
+                self.conf.set_override(name, value, group)
+        return found
+
+    def warn_changes(self) -> None:
+        """In the master, on SIGHUP, after the files were read again."""
+        changed = self.changed()
+        if changed:
+            LOG.warning("configuration reloaded, but %s changed, which only a restart "
+                        "applies; until then the collector consumes and stores as it did",
+                        ", ".join(changed))
 
 
 class Readiness:
@@ -197,9 +300,7 @@ class Readiness:
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        # cotyledon's manager sends READY=1 itself as soon as it starts, and
-        # only when it finds NOTIFY_SOCKET: take the address away from it.
-        self._address = os.environ.pop("NOTIFY_SOCKET", None)
+        self._address = cotyledon_hooks.take_notify_socket()
         self._consuming = multiprocessing.Value("i", 0)
         self._counted_pid = 0
 
@@ -232,27 +333,31 @@ class CollectorService(cotyledon.Service):
         self.definitions = definitions
         self.readiness = readiness
         self.metrics = worker_metrics
-        self.consumer: Any = None
-        self._ready = threading.Event()
-        self._terminating = threading.Event()
+        self.consumer: Consumer | None = None
+        # run() and terminate() run in two threads; a SIGTERM may come at
+        # any moment of run(), before the consumer exists or as it starts.
+        self._lock = threading.Lock()
+        self._terminating = False
 
     def run(self) -> None:
         conn = storage.get_connection(self.conf.database.connection, self.conf)
-        self.consumer = Consumer(
+        consumer = Consumer(
             self.conf,
             conn,
             self.definitions.converter,
             decoder.decode,
-            converter_factory=self.definitions.factory,
+            converter_factory=self.definitions.worker_reload,
             name=f"worker {self.worker_id} [{os.getpid()}]",
             on_consuming=self._on_consuming,
             metrics=self.metrics,
         )
         _tune_gc()
-        self._ready.set()
-        if self._terminating.is_set():
-            return
-        self.consumer.run()
+        with self._lock:
+            if self._terminating:
+                return
+            self.consumer = consumer
+        # A stop requested from here on makes run() return at once.
+        consumer.run()
 
     def _on_consuming(self) -> None:
         self.metrics.consuming()
@@ -260,11 +365,14 @@ class CollectorService(cotyledon.Service):
             self.readiness.worker_consuming()
 
     def terminate(self) -> None:
-        self._terminating.set()
-        if self._ready.wait(timeout=0.1) and self.consumer is not None:
+        with self._lock:
+            self._terminating = True
+            consumer = self.consumer
+        if consumer is not None:
             # Blocks until the batch is written and acked: cotyledon ends the
-            # process as soon as we return.
-            self.consumer.stop()
+            # process as soon as we return. Without a consumer yet, nothing
+            # was taken: returning ends the worker at once.
+            consumer.stop()
 
     def reload(self) -> None:
         if self.consumer is not None:
@@ -318,8 +426,20 @@ def start_line(conf: cfg.ConfigOpts) -> str:
     )
 
 
-def serve(conf: cfg.ConfigOpts) -> None:
-    """Run the service manager until SIGTERM; never returns normally."""
+def _never() -> bool:
+    return False
+
+
+def serve(conf: cfg.ConfigOpts, stop_requested: Callable[[], bool] = _never) -> None:
+    """Run the service manager until SIGTERM.
+
+    ``stop_requested`` says whether a SIGTERM came before the service
+    manager took the signals over (``panko-collector`` catches one from its
+    first line on): ``serve`` then returns at its next step, before any
+    worker is forked, and the daemon exits 0. Otherwise it never returns:
+    cotyledon ends the master with SystemExit.
+    """
+    check_at_start()
     c = conf.collector
     if (c.prefetch_count or 2 * c.batch_size) < c.batch_size:
         LOG.warning("[collector] prefetch_count %d is below batch_size %d: batches "
@@ -327,25 +447,41 @@ def serve(conf: cfg.ConfigOpts) -> None:
     # Before anything is forked or converts: the workers inherit the
     # multiprocess directory and the metrics built here.
     exported = metrics.enable(conf)
+    counts = exported or metrics.DISABLED
     master = os.getpid()
+    held: Definitions | None = None
     try:
-        _serve(conf, exported or metrics.DISABLED)
+        held = Definitions(conf, on_trait_error=counts.trait_error if counts.enabled else None)
+        _serve(conf, counts, held, stop_requested)
     finally:
         # cotyledon leaves run() by SystemExit after joining the workers;
         # only the master (never a forked child unwinding) removes the files.
-        if exported is not None and os.getpid() == master:
-            metrics.cleanup()
+        if os.getpid() == master:
+            if held is not None:
+                held.cleanup()
+            if exported is not None:
+                metrics.cleanup()
 
 
-def _serve(conf: cfg.ConfigOpts, counts: metrics.Metrics) -> None:
+def _serve(conf: cfg.ConfigOpts, counts: metrics.Metrics, definitions: Definitions,
+           stop_requested: Callable[[], bool]) -> None:
     c = conf.collector
-    definitions = Definitions(conf, on_trait_error=counts.trait_error if counts.enabled else None)
+    restart_only = RestartOnly(conf)
     check_broker(conf)
+    if stop_requested():
+        LOG.info("SIGTERM during start-up: exiting before any worker started")
+        return
     LOG.info("%s", start_line(conf))
     manager = cotyledon.ServiceManager()
-    # link() re-reads the configuration files on SIGHUP; our hook runs after it.
+    # The manager handles SIGTERM from now on; one that came before it
+    # took the signal over is ours to honour.
+    if stop_requested():
+        LOG.info("SIGTERM during start-up: exiting before any worker started")
+        return
+    # link() re-reads the configuration files on SIGHUP; our hooks run after it.
     oslo_config_glue.link(manager, conf)
     manager.register_hooks(on_reload=definitions.reload)
+    manager.register_hooks(on_reload=restart_only.warn_changes)
     readiness = Readiness(c.workers)
     manager.add(CollectorService, workers=c.workers,
                 args=(conf, definitions, readiness, counts))

@@ -47,11 +47,11 @@ from typing import Any, Protocol
 
 import kombu
 import kombu.exceptions
-import kombu.transport.pyamqp
 from oslo_config import cfg
 
 from panko_collector import decoder, errors, queues, read_ahead, transport
 from panko_collector.batch import Batch
+from panko_collector.compat import kombu_hooks
 from panko_collector.metrics import DISABLED, Metrics
 from panko_collector.storage import Connection, RecordResult, models
 
@@ -123,37 +123,6 @@ class _Write:
     future: Future[RecordResult] | None = None
 
 
-class _UndecompressedMessage(kombu.transport.pyamqp.Message):  # type: ignore[misc]
-    """A delivery whose body kombu leaves as it came: never decompressed.
-
-    kombu inflates any body with a ``compression`` header while building
-    the message, before our size check could run (a 20 kB gzip bomb becomes
-    gigabytes). The header is hidden from kombu and put back afterwards, so
-    that ``decoder.check_delivery`` dead-letters the message as compressed.
-    """
-
-    def __init__(self, msg: Any, channel: Any = None, **kwargs: Any) -> None:
-        headers = msg.properties.get("application_headers") or {}
-        if "compression" in headers:
-            msg.properties["application_headers"] = {
-                k: v for k, v in headers.items() if k != "compression"}
-        super().__init__(msg, channel=channel, **kwargs)
-        self.headers = headers
-
-
-def _raw_bodies(channel: Any) -> None:
-    """Make ``channel`` deliver bodies as the raw bytes that were published.
-
-    py-amqp would otherwise decode a body by its content_encoding (any codec
-    Python knows) and kombu decompress it; the decoder wants the bytes and
-    the dead-letter copy must be the original.
-    """
-    if hasattr(channel, "auto_decode"):
-        channel.auto_decode = False
-    if getattr(channel, "Message", None) is kombu.transport.pyamqp.Message:
-        channel.Message = _UndecompressedMessage
-
-
 class _Abandon(Exception):
     """Stop was requested while the database was down: leave without acking."""
 
@@ -176,7 +145,7 @@ class Consumer:
         converter: Converter,
         decode: Decode,
         *,
-        converter_factory: Callable[[cfg.ConfigOpts], Converter] | None = None,
+        converter_factory: Callable[[cfg.ConfigOpts], Converter | None] | None = None,
         name: str = "worker",
         on_consuming: Callable[[], None] | None = None,
         metrics: Metrics = DISABLED,
@@ -196,6 +165,9 @@ class Consumer:
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._reload = threading.Event()
+        # Fixed for the life of the consumer, like the queues it consumes: a
+        # priority whose queue is consumed is stored, whatever a reload says.
+        self.priorities = frozenset(p.lower() for p in conf.collector.priorities)
         self._apply_settings()
         self._batch: Batch[tuple[models.Event, kombu.Message]] = Batch(
             self.batch_size, self.batch_timeout
@@ -281,9 +253,10 @@ class Consumer:
                 interval_step=0,
                 interval_max=0,
             )
-            self._reader = read_ahead.install(conn)
+            self._reader = (read_ahead.install(conn) if self.conf.collector.read_ahead
+                            else None)
             channel = conn.channel()
-            _raw_bodies(channel)
+            kombu_hooks.raw_bodies(channel)
             declared = queues.declare(self.conf, channel)
             quorum = self.conf.oslo_messaging_rabbit.rabbit_quorum_queue
             # A per-channel limit bounds this worker's memory whatever the
@@ -609,7 +582,6 @@ class Consumer:
 
     def _apply_settings(self) -> None:
         c = self.conf.collector
-        self.priorities = frozenset(p.lower() for p in c.priorities)
         self.batch_size = c.batch_size
         self.batch_timeout = c.batch_timeout
         self.prefetch_count = c.prefetch_count or 2 * c.batch_size
@@ -628,12 +600,14 @@ class Consumer:
             return
         if self.converter_factory is not None:
             try:
-                self.converter = self.converter_factory(self.conf)
+                reloaded = self.converter_factory(self.conf)
             except errors.ConfigError as exc:
                 LOG.error("%s: new event definitions rejected, keeping the old ones: %s",
                           self.name, exc)
             else:
-                LOG.info("%s: event definitions reloaded", self.name)
+                if reloaded is not None:  # None: nothing new to load
+                    self.converter = reloaded
+                    LOG.info("%s: event definitions reloaded", self.name)
         self._apply_settings()
         self._batch.max_size = self.batch_size
         self._batch.max_age = self.batch_timeout

@@ -20,16 +20,22 @@ from typing import Any
 
 from oslo_config import cfg
 
+from panko_collector import package_data
 from panko_collector.decoder import Notification
-from panko_collector.definitions import EventDefinition, catchall_definition, load_definitions
+from panko_collector.definitions import (
+    EventDefinition,
+    catchall_definition,
+    definitions_from_text,
+    read_definitions,
+)
 from panko_collector.errors import DefinitionsError
 from panko_collector.storage import models
 
 LOG = logging.getLogger(__name__)
 
 DEFAULT_DEFINITIONS = "event_definitions.yaml"
-PACKAGED_DEFINITIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                    "data", "event_definitions.yaml")
+
+PACKAGED_DEFINITIONS = str(package_data.default_definitions())
 
 OPTS = [
     cfg.StrOpt("definitions_cfg_file",
@@ -122,7 +128,15 @@ class Converter:
     def from_conf(cls, conf: cfg.ConfigOpts,
                   on_trait_error: TraitErrorCallback | None = None) -> Converter:
         """Build from the ``[event]`` options; raises DefinitionsError."""
-        return cls(load_definitions(resolve_definitions_file(conf)),
+        path = resolve_definitions_file(conf)
+        return cls.from_text(conf, read_definitions(path), path, on_trait_error=on_trait_error)
+
+    @classmethod
+    def from_text(cls, conf: cfg.ConfigOpts, text: str, path: str,
+                  on_trait_error: TraitErrorCallback | None = None) -> Converter:
+        """Build from the text of the definitions file ``path`` and the other
+        ``[event]`` options; raises DefinitionsError."""
+        return cls(definitions_from_text(text, path),
                    drop_unmatched=conf.event.drop_unmatched_notifications,
                    store_raw=conf.event.store_raw, on_trait_error=on_trait_error)
 

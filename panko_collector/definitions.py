@@ -13,6 +13,7 @@ naming the file, the YAML line where known, and the definition.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import inspect
 import logging
 import math
@@ -341,9 +342,17 @@ _CONVERTERS: dict[int, Callable[[Any], Any]] = {
 }
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled(expression: str) -> FieldPath:
+    # A definitions file repeats its paths (Ceilometer's: 759 for 153
+    # distinct ones) and parsing one is the slow part of loading the file;
+    # a FieldPath is never changed once built, so one serves them all.
+    return FieldPath(expression)
+
+
 def _path(trait: str, expression: str) -> FieldPath:
     try:
-        return FieldPath(expression)
+        return _compiled(expression)
     except PathError as exc:
         raise _DefError(f"trait {trait!r}: {exc}", trait) from None
 
@@ -447,6 +456,11 @@ def parse_definitions(config: Any, source: str = "<definitions>",
     return out
 
 
+#: libyaml's safe loader where PyYAML was built with it: the pure-Python one
+#: took most of the time of loading a definitions file.
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_definitions(path: str) -> list[EventDefinition]:
     """Load and compile a definitions file.
 
@@ -454,14 +468,24 @@ def load_definitions(path: str) -> list[EventDefinition]:
     definition when the file cannot be read, is not YAML, or a definition
     is invalid (unknown type or plugin, a bad path...).
     """
+    return definitions_from_text(read_definitions(path), path)
+
+
+def read_definitions(path: str) -> str:
+    """The text of a definitions file; raises :class:`DefinitionsError` naming it."""
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            return f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise DefinitionsError(f"{path}: cannot read the event definitions: {exc}") from None
+
+
+def definitions_from_text(text: str, path: str) -> list[EventDefinition]:
+    """Compile the text of a definitions file; errors name ``path`` as
+    :func:`load_definitions` says."""
     try:
-        config = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        config = yaml.load(text, Loader=_YAML_LOADER)
+        node = yaml.compose(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -13,9 +13,10 @@ The split that matters to callers is *transient* versus *permanent*:
     │   ├── StorageUnavailable    transient: connection refused or lost; retry the same work
     │   ├── InvalidMarker         a pagination marker names no stored event
     │   └── InvalidQuery          a filter or sort the store cannot express
-    └── BrokerError               a RabbitMQ operation failed
-        ├── BrokerUnavailable     transient: connection refused or lost; reconnect
-        └── QueueMismatch         permanent: a queue exists with other arguments
+    ├── BrokerError               a RabbitMQ operation failed
+    │   ├── BrokerUnavailable     transient: connection refused or lost; reconnect
+    │   └── QueueMismatch         permanent: a queue exists with other arguments
+    └── LibraryIncompatible       permanent: a library lacks what a safety hook needs
 
 Transient errors mean "nothing was lost, try the same thing again later";
 permanent ones mean "retrying will fail the same way".
@@ -91,3 +92,8 @@ class QueueMismatch(BrokerError):
     The queue exists with other arguments (durability, type, auto-delete)
     than ours; the message names the queue and the option to change.
     """
+
+
+class LibraryIncompatible(PankoCollectorError):
+    """An installed library lacks the private names a safety hook needs
+    (see ``panko_collector.compat``); the daemon refuses to start."""

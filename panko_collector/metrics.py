@@ -11,10 +11,11 @@ environment variable ``PROMETHEUS_MULTIPROC_DIR``, and the exporter sums
 the files of every process, the dead ones included, so a worker that is
 killed and replaced loses none of its counts. prometheus-client decides
 between plain and multiprocess values when ``prometheus_client.values`` is
-imported (``values.ValueClass``) and every metric reads that attribute when
-it is built; ``enable`` therefore sets the variable in the master before the
-metrics are built and before the workers are forked, and fixes
-``ValueClass`` should something have imported prometheus-client earlier.
+imported and every metric reads that choice when it is built; ``enable``
+therefore sets the variable in the master before the metrics are built and
+before the workers are forked, and has the choice made again should
+something have imported prometheus-client earlier
+(``compat.prometheus_hooks``).
 The directory is private to one run of the master: created at start,
 removed when the master exits after its workers (``cleanup``).
 
@@ -48,6 +49,7 @@ import cotyledon
 from oslo_config import cfg
 
 from panko_collector import errors
+from panko_collector.compat import prometheus_hooks
 
 LOG = logging.getLogger(__name__)
 
@@ -266,11 +268,7 @@ def enable(conf: cfg.ConfigOpts) -> PrometheusMetrics | None:
     path = tempfile.mkdtemp(prefix="panko-collector-metrics-")
     # Replaces any inherited value: files of another run must never be summed with ours.
     os.environ[MULTIPROC_ENV] = path
-    from prometheus_client import values
-
-    if not getattr(values.ValueClass, "_multiprocess", False):
-        # prometheus-client was imported before the variable was set.
-        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    prometheus_hooks.use_multiprocess_values()
     return PrometheusMetrics(registry=None)
 
 

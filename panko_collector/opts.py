@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
-from panko_collector import collector, converter, expirer, metrics, queues, storage, transport
+from panko_collector import (
+    collector,
+    converter,
+    expirer,
+    metrics,
+    queues,
+    read_ahead,
+    storage,
+    transport,
+)
 
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
@@ -18,7 +27,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     return [
         # graceful_shutdown_timeout and log_options, read by cotyledon itself.
         (None, list(transport.OPTS) + list(oslo_config_glue.service_opts)),
-        ("collector", list(collector.OPTS) + list(metrics.OPTS)),
+        ("collector", list(collector.OPTS) + list(metrics.OPTS) + list(read_ahead.OPTS)),
         ("database", list(storage.OPTS) + list(expirer.DATABASE_OPTS)),
         ("event", list(converter.OPTS)),
         ("expirer", list(expirer.OPTS)),

@@ -32,6 +32,8 @@ from jsonpath_ng.ext import filter as jp_filter
 from jsonpath_ng.ext import parser as jp_parser
 from jsonpath_ng.ext import string as jp_string
 
+from panko_collector.compat import jsonpath_hooks
+
 Match = tuple[Any, tuple[str, ...]]
 Step = Callable[[list[Match]], list[Match]]
 
@@ -168,7 +170,7 @@ def _compile(node: Any, wildcard: str, top: bool = False) -> list[Step]:
         return []
     if kind is jp.Fields:
         return [_fields_step(tuple(node.fields))]
-    if kind is jp.Wildcard:
+    if kind is jsonpath_hooks.WILDCARD:
         return [_fields_step(("*",)) if wildcard == "fields" else _slice_step(None, None, None)]
     if kind is jp.Index:
         return [_index_step(tuple(node.indices))]
@@ -178,7 +180,7 @@ def _compile(node: Any, wildcard: str, top: bool = False) -> list[Step]:
         return [_filter_step([_expression(e, wildcard) for e in node.expressions])]
     if kind is jp_string.Split:
         return [_split_step(node.chars, node.segment, node.max_split)]
-    if kind is jp._Union:
+    if kind is jsonpath_hooks.UNION:
         left = _compile(node.left, wildcard, top)
         right = _compile(node.right, wildcard, top)
         return [_union_step(left, right)]

@@ -21,11 +21,24 @@ connections are left alone (OpenSSL reads whole records already).
 
 from __future__ import annotations
 
-import logging
 import select
 from typing import Any
 
-LOG = logging.getLogger(__name__)
+from oslo_config import cfg
+
+from panko_collector.compat import amqp_hooks
+
+OPTS = [
+    cfg.BoolOpt(
+        "read_ahead",
+        default=True,
+        help="Read the broker's socket ahead, 64 KiB at a time, instead of with "
+        "the five system calls per AMQP frame py-amqp makes (plain TCP only; "
+        "TLS connections are read as py-amqp does). It replaces a private "
+        "attribute of py-amqp: turn it off should a py-amqp release misbehave "
+        "with it. Applies from the next broker connection.",
+    ),
+]
 
 #: Bytes asked of the socket at once: some 25 notifications of 2 kB.
 CHUNK = 65536
@@ -67,19 +80,15 @@ class ReadAhead:
 def install(connection: Any) -> ReadAhead | None:
     """Read ahead on ``connection`` (a connected kombu connection) if it is plain TCP.
 
-    Returns the reader, or None where it was not installed. The hook is
-    py-amqp's own ``_quick_recv`` (its TCP transport's bound ``recv``);
-    should a py-amqp release not have it, nothing changes but the speed.
+    Returns the reader, or None where it was not installed (see
+    ``compat.amqp_hooks.install_recv``): nothing changes then but the speed.
     """
     amqp_transport: Any = getattr(getattr(connection, "connection", None), "transport", None)
     sock = getattr(amqp_transport, "sock", None)
-    if (sock is None or type(amqp_transport).__name__ != "TCPTransport"
-            or getattr(amqp_transport, "_quick_recv", None) != sock.recv):
-        LOG.debug("no read-ahead on %r", amqp_transport)
+    if sock is None:
         return None
     reader = ReadAhead(sock)
-    amqp_transport._quick_recv = reader
-    return reader
+    return reader if amqp_hooks.install_recv(amqp_transport, reader) else None
 
 
 def drain(connection: Any, reader: ReadAhead | None, timeout: float) -> None:

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
-
-from panko_collector import collector, errors, service
 
 LOG = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # A SIGTERM during start-up (systemd stopping a unit it just started)
+    # must end the daemon with status 0, not kill it: caught from here until
+    # the service manager takes the signal over, and honoured by serve().
+    # Installed before the imports below, which take most of the start.
+    terminated = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _signo, _frame: terminated.set())
+
+    from panko_collector import collector, errors, service
+
     conf = service.prepare_service(argv)
     try:
-        collector.serve(conf)
+        collector.serve(conf, stop_requested=terminated.is_set)
     except errors.ConfigError as exc:
         LOG.error("%s", exc)
         sys.exit(1)
-    except errors.QueueMismatch as exc:
+    except (errors.QueueMismatch, errors.LibraryIncompatible) as exc:
         LOG.error("%s", exc)
         sys.exit(1)

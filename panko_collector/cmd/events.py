@@ -5,6 +5,8 @@
     panko-collector-events types
     panko-collector-events traits EVENT_TYPE [--name N]
 
+``--format`` is accepted before or after the command.
+
 Exit codes: 0 done, 1 not found or a storage error, 2 bad arguments.
 """
 
@@ -17,8 +19,6 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
-
-from dateutil import parser as dateparser
 
 from panko_collector import __version__, errors, service, storage
 from panko_collector.storage import models
@@ -41,7 +41,7 @@ _TRAIT_RE = re.compile(
 def utc_datetime(text: str) -> datetime.datetime:
     """An ISO 8601 date or time as naive UTC (a time without zone is UTC)."""
     try:
-        value = dateparser.isoparse(text)
+        value = datetime.datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 date/time: {text!r}") from None
     if value.tzinfo is not None:
@@ -105,10 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--config-file", action="append", default=[], metavar="FILE",
         help="configuration file naming [database] connection (repeatable)",
     )
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    formats = ("table", "json")
+    parser.add_argument("--format", choices=formats, default="table")
+    # Also accepted after the command; there it has no default of its own,
+    # which would hide one given before the command.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--format", choices=formats, default=argparse.SUPPRESS,
+                       help="table (the default) or json")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    lst = sub.add_parser("list", help="events matching filters, oldest first")
+    lst = sub.add_parser("list", parents=[after], help="events matching filters, oldest first")
     lst.add_argument("--event-type")
     lst.add_argument("--start", type=utc_datetime, help="generated at or after (ISO 8601, UTC)")
     lst.add_argument("--end", type=utc_datetime, help="generated at or before (ISO 8601, UTC)")
@@ -125,16 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="generated or message_id (repeatable; default generated:asc, message_id:asc)",
     )
 
-    show = sub.add_parser("show", help="one event with all its traits")
+    show = sub.add_parser("show", parents=[after], help="one event with all its traits")
     show.add_argument("message_id")
-    sub.add_parser("types", help="the stored event types")
-    traits = sub.add_parser("traits", help="the traits stored for an event type")
+    sub.add_parser("types", parents=[after], help="the stored event types")
+    traits = sub.add_parser("traits", parents=[after], help="the traits stored for an event type")
     traits.add_argument("event_type")
     traits.add_argument("--name", help="only traits of this name")
     return parser
 
 
 def render_value(value: Any) -> Any:
+    """A trait value as the commands print it: datetimes in ISO 8601."""
     return value.isoformat() if isinstance(value, datetime.datetime) else value
 
 

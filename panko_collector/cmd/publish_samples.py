@@ -25,6 +25,7 @@ import kombu
 from oslo_config import cfg
 
 from panko_collector import queues, service, storage, transport
+from panko_collector.cmd.events import render_value
 from panko_collector.storage import EventFilter, models
 
 CLI_OPTS = [
@@ -138,7 +139,7 @@ def publish_and_show(conf: cfg.ConfigOpts, wait: float) -> None:
             continue
         print(f"{ev.generated.isoformat()}  {ev.event_type}  {ev.message_id}")
         for trait in sorted(ev.traits, key=lambda t: t.name):
-            print(f"    {trait.name} = {trait.value!r}")
+            print(f"    {trait.name} = {render_value(trait.value)}")
     if len(found) < len(sent):
         print(f"{len(sent) - len(found)} events not in the database after {wait}s: "
               "is panko-collector running with the same configuration?", file=sys.stderr)

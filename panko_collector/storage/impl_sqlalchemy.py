@@ -9,19 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import importlib.resources
 import json
 import math
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from oslo_config import cfg
 from oslo_log import log
 from sqlalchemy import exc as sa_exc
@@ -31,8 +25,8 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection as SAConnection
 from sqlalchemy.engine import Engine, make_url
 
-from panko_collector import errors
-from panko_collector.storage import base, models
+from panko_collector import errors, package_data
+from panko_collector.storage import base, models, sql_errors
 from panko_collector.storage import sql_models as sm
 
 LOG = log.getLogger(__name__)
@@ -78,9 +72,6 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "ge": lambda c, v: c >= v,
     "gt": lambda c, v: c > v,
 }
-# SQLite reports both outages and schema problems as OperationalError; only
-# these messages mean "try again later".
-_SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o")
 _PG_INSERT_EVENTS = (
     "INSERT INTO event (message_id, generated, event_type_id, raw) "
     "SELECT * FROM unnest(%s::varchar[], %s::timestamp[], %s::integer[], %s::text[]) "
@@ -278,10 +269,11 @@ class Connection(base.Connection):
         if isinstance(exc, sa_exc.StatementError) and exc.orig is not None:
             orig = exc.orig
         dbapi = self._engine.dialect.loaded_dbapi
+        if isinstance(orig, dbapi.Error):
+            by_code = sql_errors.classify(orig, self._engine.dialect.name)
+            if by_code is not None:
+                return by_code
         if isinstance(orig, dbapi.OperationalError | dbapi.InterfaceError):
-            if isinstance(orig, sqlite3.Error):
-                return "unavailable" if any(
-                    s in str(orig).lower() for s in _SQLITE_TRANSIENT) else "other"
             return "unavailable"
         if isinstance(orig, dbapi.DataError | dbapi.IntegrityError):
             return "data"
@@ -310,10 +302,14 @@ class Connection(base.Connection):
     # ----------------------------------------------------------------- schema
 
     @staticmethod
-    def _alembic_config(conn: SAConnection) -> AlembicConfig:
+    def _alembic_config(conn: SAConnection) -> Any:
+        # alembic is imported only to change the schema: importing it logs
+        # INFO lines about its plugins, which commands that only read (and
+        # the daemon) have no business printing.
+        from alembic.config import Config as AlembicConfig
+
         config = AlembicConfig()
-        location = importlib.resources.files("panko_collector.migrations")
-        config.set_main_option("script_location", str(location))
+        config.set_main_option("script_location", str(package_data.migrations_dir()))
         config.attributes["connection"] = conn
         return config
 
@@ -325,6 +321,10 @@ class Connection(base.Connection):
         then upgraded, without its rows being touched. A revision that is
         neither ours nor Panko's raises ``StorageError``.
         """
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
         with self._translated(), self._engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # Two dbsync at once would race to create the same tables.
@@ -452,7 +452,7 @@ class Connection(base.Connection):
                     exc, sa_exc.SQLAlchemyError | dbapi_error | ValueError | TypeError
                     | OverflowError | UnicodeError):
                 raise
-            if _is_fk_violation(exc) and _every_type_suspect(conn, type_ids):
+            if sql_errors.is_foreign_key_violation(exc) and _every_type_suspect(conn, type_ids):
                 raise _StaleTypes() from exc
             # Errors of another kind than bad data (a trigger, a check the
             # schema gained, a privilege) are isolated too, or one such event
@@ -714,11 +714,6 @@ class Connection(base.Connection):
 
 class _StaleTypes(Exception):
     """A cached event type id no longer exists."""
-
-
-def _is_fk_violation(exc: BaseException) -> bool:
-    text = str(getattr(exc, "orig", exc)).lower()
-    return "foreign key" in text
 
 
 def _every_type_suspect(conn: SAConnection, type_ids: dict[str, int]) -> bool:

@@ -7,6 +7,7 @@ configuration file; signals are real signals to the real processes.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -211,7 +212,7 @@ def test_sighup_reloads_definitions(tmp_path: Path, vhost: str,
     # An invalid file is reported and the previous definitions stay in force.
     defs.write_text("- event_type: [unclosed\n")
     c.signal(signal.SIGHUP)
-    wait_for(lambda: c.log().count("new event definitions rejected") >= 2, what="rejection")
+    wait_for(lambda: c.log().count("new event definitions rejected") >= 1, what="rejection")
     (third,) = stream(vhost, 1, event_type="test.three", payload={"a": "z", "b": 9})
     wait_for(lambda: count_events(url) == 3, what="third event")
     assert c.proc.poll() is None
@@ -323,6 +324,9 @@ def test_publish_samples_shows_the_events_arrive(tmp_path: Path, vhost: str,
                        "port.create.end", "image.upload"):
         assert event_type in out.stdout
     assert "instance_id = " in out.stdout
+    # Trait values as panko-collector-events prints them: datetimes in ISO 8601.
+    assert "datetime.datetime(" not in out.stdout
+    assert re.search(r"launched_at = \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", out.stdout)
     assert count_events(url) == 4
 
 
@@ -399,8 +403,9 @@ def test_worker_replaced_after_a_rejected_reload_keeps_the_last_good_definitions
               workers=1)
     defs.write_text("- event_type: [unclosed\n")
     c.signal(signal.SIGHUP)
-    wait_for(lambda: c.log().count("new event definitions rejected") >= 2,
-             what="rejected in master and worker")
+    # The master rejects it; the workers keep what the master accepted last.
+    wait_for(lambda: c.log().count("new event definitions rejected") >= 1,
+             what="rejected by the master")
     (old,) = c.workers()
     os.kill(old, signal.SIGKILL)
     wait_for(lambda: len(c.workers()) == 1 and old not in c.workers(), what="replaced")

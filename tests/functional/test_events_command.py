@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,19 @@ def test_unknown_marker_is_an_error_not_a_crash(
         conf_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(conf_file, capsys, "list", "--marker", "nope")
     assert code == 1 and "nope" in err
+
+
+def test_the_command_prints_what_was_asked_and_nothing_else(conf_file: Path) -> None:
+    """As a user runs it: no INFO lines of the libraries it loads on stderr,
+    and --format after the command as before it."""
+    exe = Path(sys.executable).with_name("panko-collector-events")
+    outputs = {}
+    for argv in (["types"], ["traits", "volume.create.end"], ["list", "--format", "json"],
+                 ["--format", "json", "list"], ["show", "msg-1", "--format", "json"]):
+        done = subprocess.run([str(exe), "--config-file", str(conf_file), *argv],
+                              capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stderr) == (0, ""), argv
+        outputs[" ".join(argv)] = done.stdout
+    assert outputs["list --format json"] == outputs["--format json list"]
+    assert len(json.loads(outputs["list --format json"])) == 5
+    assert json.loads(outputs["show msg-1 --format json"])["message_id"] == "msg-1"

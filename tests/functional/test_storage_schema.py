@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import decimal
-import importlib.resources
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +19,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from panko_collector import errors, storage
+from panko_collector import errors, package_data, storage
 from panko_collector.storage import impl_sqlalchemy, sql_models
 from tests.conftest import REPO
 from tests.functional.storage_helpers import BASE, T, event, ids, open_storage
@@ -37,7 +37,7 @@ def revision(engine: sa.Engine) -> set[str]:
 
 
 def test_migrations_are_found_through_the_package() -> None:
-    location = importlib.resources.files("panko_collector.migrations")
+    location = package_data.migrations_dir()
     assert (location / "env.py").is_file() and (location / "script.py.mako").is_file()
     config = impl_sqlalchemy.Connection._alembic_config(None)  # type: ignore[arg-type]
     script = ScriptDirectory.from_config(config)
@@ -47,7 +47,9 @@ def test_migrations_are_found_through_the_package() -> None:
 
 
 @pytest.mark.slow
-def test_the_wheel_carries_the_migrations(tmp_path: Path) -> None:
+def test_the_wheel_carries_the_migrations_and_definitions(tmp_path: Path) -> None:
+    """The wheel has both inside the package, and its commands find them
+    there: dbsync creates the schema, convert uses the shipped definitions."""
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
                     str(tmp_path), str(REPO)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("panko_collector-*.whl")
@@ -57,7 +59,43 @@ def test_the_wheel_carries_the_migrations(tmp_path: Path) -> None:
                    "versions/pc0003_trait_value_indexes.py",
                    "versions/pc0004_no_trait_foreign_keys.py"):
         assert f"panko_collector/migrations/{needed}" in names
-    assert not any(n.startswith("migrations/") for n in names)
+    assert "panko_collector/data/event_definitions.yaml" in names
+    assert not any(n.startswith(("migrations/", "etc/")) for n in names)
+
+    # Installed beside the dependencies of this environment, away from the
+    # source tree: the commands must run on what the wheel holds.
+    target, work = tmp_path / "site", tmp_path / "work"
+    work.mkdir()
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(target), str(wheel)], check=True, capture_output=True)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+
+    def run(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, *argv], cwd=work, env=env, input=stdin,
+                              capture_output=True, text=True, timeout=120)
+
+    every = run("-c", "import importlib, pkgutil, panko_collector as p; "
+                      "[importlib.import_module(m.name) for m in "
+                      "pkgutil.walk_packages(p.__path__, 'panko_collector.') "
+                      "if 'migrations' not in m.name]; print(p.__file__)")
+    assert every.stdout.strip() == str(target / "panko_collector" / "__init__.py"), every.stderr
+    where = run("-c", "import panko_collector.package_data as p; "
+                      "print(p.migrations_dir()); print(p.default_definitions())")
+    assert where.stdout.splitlines() == [
+        str(target / "panko_collector" / "migrations"),
+        str(target / "panko_collector" / "data" / "event_definitions.yaml")]
+    dbsync = run(str(target / "bin" / "panko-collector-dbsync"))
+    assert dbsync.returncode == 0, dbsync.stderr
+    tables = sa.inspect(sa.create_engine(f"sqlite:///{work / 'panko-collector.sqlite'}"))
+    assert {"event", "event_type", "trait_text"} <= set(tables.get_table_names())
+    notification = {"event_type": "compute.instance.create.end", "priority": "info",
+                    "publisher_id": "compute.host-1", "timestamp": "2026-12-01 10:00:00",
+                    "message_id": "m-1", "payload": {"instance_id": "i-1"}}
+    convert = run(str(target / "bin" / "panko-collector-convert"), "-",
+                  stdin=json.dumps(notification))
+    assert convert.returncode == 0, convert.stderr
+    (line,) = convert.stdout.splitlines()
+    assert {"name": "instance_id", "type": "text", "value": "i-1"} in json.loads(line)["traits"]
 
 
 def test_upgrade_twice_is_harmless(db_url: str) -> None:

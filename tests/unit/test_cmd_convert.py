@@ -150,3 +150,62 @@ def test_corpus_files(corpus_dir: Path) -> None:
     assert len(events) == 1 + (len(notigen) - 1) + 1
     assert {e["event_type"] for e in events} >= {"compute.instance.create.end",
                                                  "compute.instance.exists"}
+
+
+def test_a_large_input_converted_by_several_processes_is_what_one_process_gives(
+        tmp_path: Path, defs: str) -> None:
+    """Past a few megabytes the command converts in one process per CPU: the
+    same events in the same order, the same reports, the same status."""
+    big = tmp_path / "big.jsonl"
+    rows = []
+    for i in range(6000):
+        if i % 997 == 5:
+            rows.append("{not json")
+        elif i % 1499 == 7:
+            rows.append(json.dumps(note("volume.create.end")))  # no definition: dropped
+        else:
+            n = note(instance_id=f"i-{i}", memory_mb=str(i), launched_at="2012-05-08T20:00:00Z",
+                     padding="x" * 700)
+            n["message_id"] = f"m-{i}"
+            rows.append(json.dumps(n))
+    big.write_text("\n".join(rows) + "\n")
+    assert big.stat().st_size > 4 * 1024 * 1024
+    conf = tmp_path / "c.conf"
+    conf.write_text("[event]\ndrop_unmatched_notifications = true\n")
+    one, several = (run_cli("--definitions", defs, "--config-file", str(conf), "--jobs", jobs,
+                            str(big)) for jobs in ("1", "3"))
+    assert one.returncode == several.returncode == 1
+    assert several.stdout == one.stdout
+    reports = several.stderr.decode().splitlines()
+    assert reports == one.stderr.decode().splitlines()
+    assert [r.split(": ")[0] for r in reports] == [
+        f"{big}:{i + 1}" for i in range(6000) if i % 997 == 5 or i % 1499 == 7]
+    events = lines(several.stdout)
+    assert [e["message_id"] for e in events] == [
+        f"m-{i}" for i in range(6000) if i % 997 != 5 and i % 1499 != 7]
+
+
+def test_event_lines_are_json_dumps_of_the_event(tmp_path: Path) -> None:
+    """The hand-written event lines are byte for byte what json.dumps gives."""
+    import datetime
+
+    from panko_collector.cmd.convert import event_json
+    from panko_collector.storage.models import Event, Trait
+
+    when = datetime.datetime(2024, 1, 2, 3, 4, 5, 6)
+    event = Event("m\u00e9\"1", "a.b\n", when, [
+        Trait("z", Trait.TEXT_TYPE, "caf\u00e9 \ud83d\ude00 \x00"),
+        Trait("a", Trait.INT_TYPE, 2**70),
+        Trait("f", Trait.FLOAT_TYPE, 1e300), Trait("n", Trait.FLOAT_TYPE, float("nan")),
+        Trait("d", Trait.DATETIME_TYPE, when), Trait("x", Trait.TEXT_TYPE, None)],
+        {"k": [1, 2.5, None, True], "when": datetime.date(2024, 1, 2)})
+    expected = json.dumps({
+        "message_id": event.message_id, "event_type": event.event_type,
+        "generated": when.isoformat(),
+        "traits": [{"name": t.name, "type": {1: "text", 2: "int", 3: "float", 4: "datetime"}[
+            t.dtype], "value": t.value.isoformat() if isinstance(t.value, datetime.datetime)
+            else t.value} for t in sorted(event.traits, key=lambda t: t.name)],
+        "raw": event.raw}, default=str)
+    assert event_json(event) == expected
+    event.raw = {}
+    assert json.loads(event_json(event))["raw"] == {}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from panko_collector.converter import PACKAGED_DEFINITIONS
 from panko_collector.definitions import DEFAULT_TRAITS, load_definitions, parse_definitions
 from panko_collector.errors import DefinitionsError
 from panko_collector.storage.models import Trait
@@ -30,7 +31,9 @@ def test_shipped_ceilometer_file_loads(corpus_dir: Path) -> None:
 def test_project_file_loads() -> None:
     repo = Path(__file__).resolve().parents[2]
     assert load_definitions(str(repo / "etc/panko-collector/event_definitions.yaml"))
-    packaged = repo / "panko_collector/data/event_definitions.yaml"
+    # From a checkout the packaged file is the one in etc/ (the wheel test
+    # checks that a wheel carries a copy inside the package).
+    packaged = Path(PACKAGED_DEFINITIONS)
     assert packaged.resolve() == (repo / "etc/panko-collector/event_definitions.yaml").resolve()
 
 

@@ -58,3 +58,15 @@ def test_sort_and_times() -> None:
 def test_table_aligns_columns() -> None:
     text = events.table(("A", "BB", "C"), [("xxx", "y", "last column"), ("", "zzzz", "")])
     assert text.splitlines() == ["A    BB    C", "xxx  y     last column", "     zzzz"]
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["list"], "table"),
+    (["list", "--format", "json"], "json"),
+    (["--format", "json", "list"], "json"),
+    (["--format", "json", "show", "m"], "json"),
+    (["types", "--format", "json"], "json"),
+    (["traits", "t", "--format", "json", "--name", "n"], "json"),
+])
+def test_format_before_or_after_the_command(argv: list[str], expected: str) -> None:
+    assert events.build_parser().parse_args(argv).format == expected

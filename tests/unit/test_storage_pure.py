@@ -108,11 +108,15 @@ def test_sqlite_errors_are_told_apart() -> None:
 
     conn = Connection("sqlite://")
 
-    def wrapped(e: Exception) -> Exception:
+    def wrapped(e: sqlite3.Error, code: int) -> Exception:
+        # By its code, as SQLite sets it; the words mean nothing.
+        e.sqlite_errorcode = code
         return sa_exc.OperationalError("SELECT 1", {}, e)
 
-    assert conn._kind(wrapped(sqlite3.OperationalError("database is locked"))) == "unavailable"
-    assert conn._kind(wrapped(sqlite3.OperationalError("no such table: event"))) == "other"
+    busy = sqlite3.OperationalError("la base est verrouillée")
+    assert conn._kind(wrapped(busy, sqlite3.SQLITE_BUSY)) == "unavailable"
+    schema = sqlite3.OperationalError("database is locked")
+    assert conn._kind(wrapped(schema, sqlite3.SQLITE_ERROR)) == "other"
     assert conn._kind(sa_exc.IntegrityError("INSERT", {}, sqlite3.IntegrityError("x"))) == "data"
     assert conn._kind(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates")) == "data"
     assert conn._kind(RuntimeError("bug")) == "other"
