@@ -18,6 +18,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     except errors.ConfigError as exc:
         LOG.error("%s", exc)
         sys.exit(1)
-    except errors.QueueMismatch as exc:
+    except errors.BrokerRefused as exc:
         LOG.error("%s", exc)
         sys.exit(1)
