@@ -232,6 +232,7 @@ class Consumer:
             conf.oslo_messaging_rabbit.rabbit_retry_interval,
             conf.oslo_messaging_rabbit.rabbit_interval_max)
         self._refused_retry_at = 0.0
+        self._refused_reported = True
 
     # -- control, from any thread -------------------------------------------
 
@@ -387,6 +388,8 @@ class Consumer:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        if self._refused and not self._refused_reported:
+            self._report_refused()
         if self._refused and now >= self._refused_retry_at:
             self._retry_refused()
         if self._conn is not None and now - self._last_heartbeat >= _TICK:
@@ -512,10 +515,14 @@ class Consumer:
             try:
                 self._publish_dead_letter(message, headers)
             except amqp.exceptions.MessageNacked:
-                self._keep_refused(message, headers)
-                return
-            message.ack()
-            self.stats.dead_lettered += 1
+                nacked = True
+            else:
+                nacked = False
+                message.ack()
+                self.stats.dead_lettered += 1
+        if nacked:
+            self._keep_refused(message, headers)
+            return
         LOG.debug("%s: dead-lettered a message: %s: %s", self.name, reason, error)
         self.metrics.dead_lettered(reason)
 
@@ -525,22 +532,28 @@ class Consumer:
         Only a full dead-letter queue under a policy with ``overflow:
         reject-publish`` makes RabbitMQ nack. Acking the original would lose
         it; raising would kill the worker, and the redelivered message would
-        kill the next one. One ERROR per episode; the retries are WARNINGs.
+        kill the next one. The ERROR is logged by ``_tick``, outside the
+        handler of the decode error that got us here (oslo.log would append
+        that exception to the line).
         """
         self.metrics.dead_letter_refused()
         if not self._refused:
-            delay = self._refused_backoff.next()
-            self._refused_retry_at = time.monotonic() + delay
-            LOG.error(
-                "%s: RabbitMQ refused a dead letter (%s) for the dead-letter queue %r: "
-                "it is full under its max-length/max-length-bytes policy with overflow "
-                "reject-publish (rabbitmqctl list_queues -p %s name policy messages); "
-                "the message stays unacked and is retried in %.1fs, with backoff, while "
-                "the others are stored. Empty the queue or raise the policy's limit",
-                self.name, headers["reason"], self.conf.collector.dead_letter_queue,
-                self.url.virtual_host or "/", delay,
-            )
+            self._refused_retry_at = time.monotonic() + self._refused_backoff.next()
+            self._refused_reported = False
         self._refused.append((message, headers))
+
+    def _report_refused(self) -> None:
+        """One ERROR per episode of refused dead letters."""
+        self._refused_reported = True
+        LOG.error(
+            "%s: RabbitMQ refused a dead letter (%s) for the dead-letter queue %r: it "
+            "is full under its max-length/max-length-bytes policy with overflow "
+            "reject-publish (rabbitmqctl list_queues -p %s name policy messages); the "
+            "message stays unacked and is retried with backoff while the others are "
+            "stored. Empty the queue or raise the policy's limit",
+            self.name, self._refused[0][1]["reason"], self.conf.collector.dead_letter_queue,
+            self.url.virtual_host or "/",
+        )
 
     def _retry_refused(self) -> None:
         """Publish the refused dead letters again, in order, until one is refused."""
