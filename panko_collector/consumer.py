@@ -511,20 +511,22 @@ class Consumer:
         }
         if (message.headers or {}).get("compression"):
             headers["original_compression"] = str(message.headers["compression"])
+        if self._send_dead_letter(message, headers):
+            LOG.debug("%s: dead-lettered a message: %s: %s", self.name, reason, error)
+        else:
+            self._keep_refused(message, headers)
+
+    def _send_dead_letter(self, message: kombu.Message, headers: dict[str, Any]) -> bool:
+        """Publish the copy, then ack the original; False (nothing acked) if nacked."""
         with self._holding():
             try:
                 self._publish_dead_letter(message, headers)
             except amqp.exceptions.MessageNacked:
-                nacked = True
-            else:
-                nacked = False
-                message.ack()
-                self.stats.dead_lettered += 1
-        if nacked:
-            self._keep_refused(message, headers)
-            return
-        LOG.debug("%s: dead-lettered a message: %s: %s", self.name, reason, error)
-        self.metrics.dead_lettered(reason)
+                return False
+            message.ack()
+            self.stats.dead_lettered += 1
+        self.metrics.dead_lettered(headers["reason"])
+        return True
 
     def _keep_refused(self, message: kombu.Message, headers: dict[str, Any]) -> None:
         """The broker nacked the dead letter: keep the original unacked, retry later.
@@ -560,18 +562,7 @@ class Consumer:
         refused, self._refused = self._refused, []
         done = 0
         while done < len(refused):
-            message, headers = refused[done]
-            nacked = False
-            with self._holding():
-                try:
-                    self._publish_dead_letter(message, headers)
-                except amqp.exceptions.MessageNacked:
-                    nacked = True
-                else:
-                    message.ack()
-                    self.stats.dead_lettered += 1
-                    self.metrics.dead_lettered(headers["reason"])
-            if nacked:
+            if not self._send_dead_letter(*refused[done]):
                 self.metrics.dead_letter_refused()
                 # Ahead of any refused meanwhile (by deliveries held above).
                 self._refused = refused[done:] + self._refused
