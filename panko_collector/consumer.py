@@ -642,7 +642,8 @@ class Consumer:
         (RabbitMQ closes the channel on an unknown one), hence the highest
         of the stored ones, not of the batch. Tags are per channel: a batch
         of an earlier connection never gets here (``run`` forgets it), and
-        the generation check keeps it that way.
+        the generation check keeps it that way. While dead letters refused
+        by the broker wait unacked, the stored messages are acked one by one.
         """
         last = None
         stored = []

@@ -205,3 +205,26 @@ def test_a_full_dead_letter_queue_keeps_poison_unacked_while_the_rest_flows(
     bodies = sorted(m.body.encode() if isinstance(m.body, str) else m.body for m in letters)
     assert bodies == [b"{poison 11", b"{poison 20", b"{poison 3"]
     assert running.consumer.totals.dead_lettered == 3
+
+
+def test_a_busy_queue_is_written_when_its_prefetch_share_is_in(
+        tmp_path: Path, vhost: str) -> None:
+    """prefetch_count is shared between the queues consumed (two here): a
+    queue's consumer gets 10 of 20, far below batch_size, so the batch is
+    written once those 10 are in, not after batch_timeout (an hour here)."""
+    conf = make_conf(tmp_path, vhost, batch_size=500, batch_timeout=3600, prefetch_count=20)
+    store = storage.get_connection(conf.database.connection, conf)
+    store.upgrade()
+    pub = Publisher(vhost)
+    notes = [broker.notification() for _ in range(35)]
+    for n in notes:
+        pub.publish(n)
+    pub.close()
+    running = Running(Consumer(conf, store, SimpleConverter(), decoder.decode, name="test"))
+    try:
+        # 30 by three full shares; the last 5 wait for more (or the hour).
+        wait_for(lambda: len(stored_ids(store)) == 30, what="three shares written")
+        assert broker.queue_counts(vhost)["notifications.info"] == (0, 5)
+    finally:
+        running.stop()
+    assert stored_ids(store) == {n["message_id"] for n in notes}
