@@ -139,3 +139,25 @@ def test_no_tls_and_heartbeat(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert conn.heartbeat == 30
     assert [c.hostname for c in [conn]] == ["h1"]
     assert len(conn.alt) == 2
+
+
+def test_each_host_is_checked_against_its_own_name(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """kombu writes the first host's name into the ssl options when
+    server_hostname is None; failing over, the next host must be checked
+    against its own name. Both hosts refuse the TCP connection at once."""
+    import amqp.transport
+
+    conf = _conf(tmp_path, "[DEFAULT]\ntransport_url = rabbit://u:p@127.0.0.1:1,u:p@127.0.0.2:1/v\n"
+                 "[oslo_messaging_rabbit]\nssl = true\n")
+    seen = []
+    real_init = amqp.transport.SSLTransport.__init__
+
+    def spy(self, host, connect_timeout=None, ssl=None, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append((host, (ssl or {}).get("server_hostname")))
+        real_init(self, host, connect_timeout=connect_timeout, ssl=ssl, **kwargs)
+
+    monkeypatch.setattr(amqp.transport.SSLTransport, "__init__", spy)
+    url = transport.parse_url(conf.transport_url)
+    with pytest.raises(kombu.exceptions.OperationalError):
+        transport.ensure_connected(transport.connection(conf, url), url)
+    assert seen[:2] == [("127.0.0.1:1", "127.0.0.1"), ("127.0.0.2:1", "127.0.0.2")]
