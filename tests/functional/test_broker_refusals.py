@@ -228,3 +228,18 @@ def test_a_busy_queue_is_written_when_its_prefetch_share_is_in(
     finally:
         running.stop()
     assert stored_ids(store) == {n["message_id"] for n in notes}
+
+
+def test_a_transient_pool_queue_of_an_earlier_version_is_named(
+        tmp_path: Path, vhost: str) -> None:
+    """Earlier versions declared the pool queue transient; now it is durable,
+    so the old one is refused at start with what to do about it."""
+    with broker.connect(vhost) as conn:
+        conn.channel().queue_declare("panko-pool", durable=False, auto_delete=False)
+    conf = make_conf(tmp_path, vhost, pool="panko-pool")
+    store = storage.get_connection(conf.database.connection, conf)
+    consumer = Consumer(conf, store, SimpleConverter(), decoder.decode, name="test")
+    with pytest.raises(errors.QueueMismatch) as info:
+        consumer.run()
+    assert "'panko-pool'" in str(info.value)
+    assert "rabbitmqctl delete_queue" in str(info.value)
