@@ -12,7 +12,8 @@ from typing import Any
 
 _PATH = os.environ.get("PANKO_COLLECTOR_TEST_AMQP_SPY")
 
-if _PATH:
+
+def _install(path: str) -> None:
     from amqp.abstract_channel import AbstractChannel
 
     _send = AbstractChannel.send_method
@@ -22,11 +23,15 @@ if _PATH:
         line = json.dumps({"pid": os.getpid(), "sig": list(sig), "args": list(args or ())},
                           default=repr)
         # One write per line in append mode: lines of several processes never mix.
-        fd = os.open(_PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, (line + "\n").encode())
         finally:
             os.close(fd)
         return _send(self, sig, format, args, *rest, **kwargs)
 
-    AbstractChannel.send_method = _recording  # type: ignore[method-assign]
+    AbstractChannel.send_method = _recording
+
+
+if _PATH:
+    _install(_PATH)
