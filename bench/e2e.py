@@ -132,7 +132,7 @@ conn = kombu.Connection('amqp://guest:guest@127.0.0.1:5672/{vhost}')
 conn.connect()
 ack_every = {ack_every}
 if ack_every > 1: read_ahead.install(conn)
-ch = conn.channel(); ch.basic_qos(0, {prefetch}, True)
+ch = conn.channel(); ch.basic_qos(0, {prefetch}, False)
 state = {{'first': None, 'last': None, 'n': 0, 'unacked': None}}
 def on(m):
     if state['first'] is None: state['first'] = time.time()

@@ -1,8 +1,9 @@
 """The collector service: consumer workers under a cotyledon service manager.
 
 The master process only supervises: it checks the broker declarations once
-at start (so a queue mismatch stops ``panko-collector`` with a clear message
-instead of crash-looping workers), logs one start line, and forks
+at start (so a queue mismatch, wrong credentials or a missing virtual host
+stop ``panko-collector`` with a clear message instead of crash-looping
+workers), logs one start line, and forks
 ``[collector] workers`` processes. Each worker builds its storage connection,
 converter and broker connection *after* the fork, then runs a ``Consumer``.
 
@@ -320,7 +321,7 @@ class CollectorService(cotyledon.Service):
     """One consumer worker.
 
     ``run`` raises (so that cotyledon replaces the worker) only for
-    unexpected errors and ``QueueMismatch``; outages are waited out inside.
+    unexpected errors and ``BrokerRefused``; outages are waited out inside.
     """
 
     name = "collector"
@@ -398,19 +399,26 @@ def _tune_gc() -> None:
 
 
 def check_broker(conf: cfg.ConfigOpts) -> bool:
-    """Declare our queues once; raise ``QueueMismatch``, return False if unreachable."""
+    """Declare our queues once; return False if the broker is unreachable.
+
+    Raises ``BrokerRefused`` (``QueueMismatch`` among them) when RabbitMQ
+    refuses us in a way no retry cures: a wrong password or a missing
+    virtual host is not an outage, and the workers would retry it forever.
+    """
     url = transport.parse_url(conf.transport_url)
     conn = transport.connection(conf, url)
     try:
-        conn.ensure_connection(max_retries=len(url.hosts), interval_start=0,
-                               interval_step=0, interval_max=0)
+        transport.ensure_connected(conn, url)
         queues.declare(conf, conn.channel())
         return True
-    except errors.QueueMismatch:
+    except errors.BrokerRefused:
         raise
     except Exception as exc:
+        refused = transport.refusal(exc, url)
+        if refused is not None:
+            raise refused from None
         LOG.warning("broker %s not reachable at start (%s); workers will keep trying",
-                    url.masked(), exc)
+                    url.masked(), transport.describe(exc))
         return False
     finally:
         conn.release()

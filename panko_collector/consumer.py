@@ -26,9 +26,14 @@ Failures:
   redelivers those messages to whoever consumes next; ``record_events``
   skips what was already committed) and the worker reconnects with backoff,
   trying every host of ``transport_url`` in turn.
-- ``QueueMismatch`` and any unexpected error leave ``run`` as exceptions:
-  the worker process dies, the service manager starts a new one, and the
-  unacked messages are redelivered.
+- dead-letter queue full (the broker nacks the dead-letter publish, as a
+  ``max-length`` policy with ``overflow: reject-publish`` makes it do): the
+  original stays unacked, one ERROR names the queue, and the publish is
+  retried with backoff while the other messages keep flowing.
+- ``BrokerRefused`` (``QueueMismatch``, wrong credentials, missing vhost, a
+  feature the broker denies) and any unexpected error leave ``run`` as
+  exceptions: the worker process dies, the service manager starts a new
+  one, and the unacked messages are redelivered.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
+import amqp.exceptions
 import kombu
 import kombu.exceptions
 from oslo_config import cfg
@@ -132,8 +138,9 @@ class Consumer:
 
     ``run`` returns after a requested stop, once the current batch is written
     and acked (or, if the database is down at that moment, left unacked for
-    the broker to redeliver). It raises ``QueueMismatch`` when RabbitMQ
-    refuses our queue declarations, and lets unexpected errors through so
+    the broker to redeliver). It raises ``BrokerRefused`` when RabbitMQ
+    refuses us for good (credentials, vhost, queue declarations, a denied
+    feature), and lets unexpected errors through so
     the worker dies and is replaced; it never raises for broker or database
     outages, which it waits out.
     """
@@ -187,6 +194,17 @@ class Consumer:
         self._storage_down = threading.Event()
         self._last_heartbeat = 0.0
         self._last_report = time.monotonic()
+        #: Prefetch of each queue's consumer: prefetch_count shared between them.
+        self._window = 1
+        #: Messages of the current batch per consumer tag, to see a window fill.
+        self._in_batch: collections.Counter[str] = collections.Counter()
+        #: Dead letters the broker nacked: originals unacked, retried later.
+        self._refused: list[tuple[kombu.Message, dict[str, Any]]] = []
+        self._refused_backoff = Backoff(
+            conf.oslo_messaging_rabbit.rabbit_retry_interval,
+            conf.oslo_messaging_rabbit.rabbit_interval_max)
+        self._refused_retry_at = 0.0
+        self._refused_reported = True
 
     # -- control, from any thread -------------------------------------------
 
@@ -245,32 +263,35 @@ class Consumer:
         """Connect, declare, set prefetch and start consuming."""
         conn = transport.connection(self.conf, self.url)
         self._conn = conn
-        self._held.clear()  # came on a channel that is gone: redelivered
+        # Came on a channel that is gone: the broker redelivers them.
+        self._held.clear()
+        self._refused.clear()
+        self._in_batch.clear()
         try:
-            conn.ensure_connection(
-                max_retries=len(self.url.hosts),
-                interval_start=0,
-                interval_step=0,
-                interval_max=0,
-            )
+            transport.ensure_connected(conn, self.url)
             self._reader = (read_ahead.install(conn) if self.conf.collector.read_ahead
                             else None)
             channel = conn.channel()
             kombu_hooks.raw_bodies(channel)
             declared = queues.declare(self.conf, channel)
-            quorum = self.conf.oslo_messaging_rabbit.rabbit_quorum_queue
-            # A per-channel limit bounds this worker's memory whatever the
-            # number of queues; quorum queues only know per-consumer limits.
-            channel.basic_qos(0, self.prefetch_count, not quorum)
+            # Per consumer (global=false): RabbitMQ 4.3 refuses a per-channel
+            # limit. Each queue's consumer gets its share of prefetch_count,
+            # so the worker holds no more than prefetch_count messages.
+            self._window = max(1, self.prefetch_count // len(declared))
+            channel.basic_qos(0, self._window, False)
             self._producer = kombu.Producer(channel)
             self._consumer = kombu.Consumer(
                 channel, declared, on_message=self._deliver, no_ack=False
             )
             self._start_consuming()
-        except errors.QueueMismatch:
+        except errors.BrokerRefused:
             raise
         except self._broker_errors() as exc:
-            raise errors.BrokerUnavailable(f"{self.url.masked()}: {exc}") from exc
+            refused = transport.refusal(exc, self.url)
+            if refused is not None:
+                raise refused from exc
+            raise errors.BrokerUnavailable(
+                f"{self.url.masked()}: {transport.describe(exc)}") from exc
         info = conn.info()
         LOG.info(
             "%s: consuming %d queues on %s:%s/%s",
@@ -310,7 +331,7 @@ class Consumer:
                 # empty batch would otherwise never probe the database again.
                 if self._storage_down.is_set() and self._inflight is not None:
                     self._cancel()
-                if self._inflight is None and self._batch.due():
+                if self._inflight is None and (self._batch.due() or self._window_full()):
                     self._submit()
                 if self._inflight is not None:
                     timeout = _POLL  # to ack soon after the commit
@@ -329,8 +350,21 @@ class Consumer:
         except self._broker_errors() as exc:
             raise errors.BrokerUnavailable(str(exc) or type(exc).__name__) from exc
 
+    def _window_full(self) -> bool:
+        """A queue's consumer can be sent nothing more until the batch is acked.
+
+        With prefetch_count shared between several queues, one busy queue
+        fills its share long before batch_size: write what it sent then,
+        instead of waiting for batch_timeout.
+        """
+        return bool(self._in_batch) and max(self._in_batch.values()) >= self._window
+
     def _tick(self) -> None:
         now = time.monotonic()
+        if self._refused and not self._refused_reported:
+            self._report_refused()
+        if self._refused and now >= self._refused_retry_at:
+            self._retry_refused()
         if self._conn is not None and now - self._last_heartbeat >= _TICK:
             self._last_heartbeat = now
             self._conn.heartbeat_check()
@@ -436,6 +470,7 @@ class Consumer:
             self.metrics.dropped()
             return
         self._batch.add((event, message))
+        self._in_batch[(message.delivery_info or {}).get("consumer_tag", "")] += 1
 
     def _dead_letter(self, message: kombu.Message, reason: str, error: str) -> None:
         """Publish a copy to the dead-letter exchange (confirmed), then ack the original."""
@@ -449,12 +484,71 @@ class Consumer:
         }
         if (message.headers or {}).get("compression"):
             headers["original_compression"] = str(message.headers["compression"])
+        if self._send_dead_letter(message, headers):
+            LOG.debug("%s: dead-lettered a message: %s: %s", self.name, reason, error)
+        else:
+            self._keep_refused(message, headers)
+
+    def _send_dead_letter(self, message: kombu.Message, headers: dict[str, Any]) -> bool:
+        """Publish the copy, then ack the original; False (nothing acked) if nacked."""
         with self._holding():
-            self._publish_dead_letter(message, headers)
+            try:
+                self._publish_dead_letter(message, headers)
+            except amqp.exceptions.MessageNacked:
+                return False
             message.ack()
             self.stats.dead_lettered += 1
-        LOG.debug("%s: dead-lettered a message: %s: %s", self.name, reason, error)
-        self.metrics.dead_lettered(reason)
+        self.metrics.dead_lettered(headers["reason"])
+        return True
+
+    def _keep_refused(self, message: kombu.Message, headers: dict[str, Any]) -> None:
+        """The broker nacked the dead letter: keep the original unacked, retry later.
+
+        Only a full dead-letter queue under a policy with ``overflow:
+        reject-publish`` makes RabbitMQ nack. Acking the original would lose
+        it; raising would kill the worker, and the redelivered message would
+        kill the next one. The ERROR is logged by ``_tick``, outside the
+        handler of the decode error that got us here (oslo.log would append
+        that exception to the line).
+        """
+        self.metrics.dead_letter_refused()
+        if not self._refused:
+            self._refused_retry_at = time.monotonic() + self._refused_backoff.next()
+            self._refused_reported = False
+        self._refused.append((message, headers))
+
+    def _report_refused(self) -> None:
+        """One ERROR per episode of refused dead letters."""
+        self._refused_reported = True
+        LOG.error(
+            "%s: RabbitMQ refused a dead letter (%s) for the dead-letter queue %r: it "
+            "is full under its max-length/max-length-bytes policy with overflow "
+            "reject-publish (rabbitmqctl list_queues -p %s name policy messages); the "
+            "message stays unacked and is retried with backoff while the others are "
+            "stored. Empty the queue or raise the policy's limit",
+            self.name, self._refused[0][1]["reason"], self.conf.collector.dead_letter_queue,
+            self.url.virtual_host or "/",
+        )
+
+    def _retry_refused(self) -> None:
+        """Publish the refused dead letters again, in order, until one is refused."""
+        refused, self._refused = self._refused, []
+        done = 0
+        while done < len(refused):
+            if not self._send_dead_letter(*refused[done]):
+                self.metrics.dead_letter_refused()
+                # Ahead of any refused meanwhile (by deliveries held above).
+                self._refused = refused[done:] + self._refused
+                delay = self._refused_backoff.next()
+                self._refused_retry_at = time.monotonic() + delay
+                LOG.warning("%s: the dead-letter queue %r still refuses; %d messages "
+                            "stay unacked, next try in %.1fs", self.name,
+                            self.conf.collector.dead_letter_queue, len(self._refused), delay)
+                return
+            done += 1
+        self._refused_backoff.reset()
+        LOG.info("%s: the dead-letter queue %r accepts again: %d messages dead-lettered",
+                 self.name, self.conf.collector.dead_letter_queue, done)
 
     def _publish_dead_letter(self, message: kombu.Message, headers: dict[str, Any]) -> None:
         assert self._producer is not None
@@ -474,6 +568,7 @@ class Consumer:
     def _submit(self) -> None:
         """Hand the batch to the writer thread; its messages stay unacked."""
         items = self._batch.take()
+        self._in_batch.clear()
         events: dict[str, models.Event] = {}
         for event, _message in items:
             events.setdefault(event.message_id, event)
@@ -520,17 +615,27 @@ class Consumer:
         (RabbitMQ closes the channel on an unknown one), hence the highest
         of the stored ones, not of the batch. Tags are per channel: a batch
         of an earlier connection never gets here (``run`` forgets it), and
-        the generation check keeps it that way.
+        the generation check keeps it that way. While dead letters refused
+        by the broker wait unacked, the stored messages are acked one by one.
         """
         last = None
+        stored = []
         for event, message in write.items:
             reason = failed.get(event.message_id)
             if reason is None:
+                stored.append(message)
                 if last is None or message.delivery_tag > last.delivery_tag:
                     last = message
             else:
                 self._dead_letter(message, "store-failed", reason)
-        if last is not None and write.generation == self._generation:
+        if last is None or write.generation != self._generation:
+            return
+        if self._refused:
+            # Refused dead letters are unacked below ``last``: a multiple
+            # ack would settle them too, and they would be lost.
+            for message in stored:
+                message.ack()
+        else:
             last.ack(multiple=True)
 
     def _flush_all(self) -> None:

@@ -15,7 +15,8 @@ The split that matters to callers is *transient* versus *permanent*:
     │   └── InvalidQuery          a filter or sort the store cannot express
     ├── BrokerError               a RabbitMQ operation failed
     │   ├── BrokerUnavailable     transient: connection refused or lost; reconnect
-    │   └── QueueMismatch         permanent: a queue exists with other arguments
+    │   └── BrokerRefused         permanent: credentials, vhost, a denied feature
+    │       └── QueueMismatch     a queue exists with other arguments
     └── LibraryIncompatible       permanent: a library lacks what a safety hook needs
 
 Transient errors mean "nothing was lost, try the same thing again later";
@@ -86,7 +87,18 @@ class BrokerUnavailable(BrokerError, TransientError):
     """The broker refused or lost the connection."""
 
 
-class QueueMismatch(BrokerError):
+class BrokerRefused(BrokerError):
+    """RabbitMQ refused us in a way that retrying cannot cure.
+
+    Wrong credentials (ACCESS_REFUSED), a virtual host that does not exist
+    or is not ours (NOT_ALLOWED), a feature the broker denies (a 541, as
+    RabbitMQ 4.3 answers deprecated features), a declaration it refuses.
+    The message names the cause and the setting to change; ``panko-collector``
+    stops at start with it instead of retrying.
+    """
+
+
+class QueueMismatch(BrokerRefused):
     """RabbitMQ refused a queue declaration (PRECONDITION_FAILED).
 
     The queue exists with other arguments (durability, type, auto-delete)

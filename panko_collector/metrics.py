@@ -100,6 +100,9 @@ class Metrics:
     def dead_lettered(self, reason: str) -> None:
         """A message went to the dead-letter exchange for ``reason``."""
 
+    def dead_letter_refused(self) -> None:
+        """The broker nacked a dead-letter publish; the original stays unacked."""
+
     def trait_error(self, event_type: str, trait: str, value: Any, exc: Exception) -> None:
         """A trait value did not convert (the Converter's on_trait_error callback)."""
 
@@ -161,6 +164,10 @@ class PrometheusMetrics(Metrics):
             p + "messages_dead_lettered",
             "Messages published to the dead-letter exchange, by reason "
             "(not-json, not-utf8, ..., convert-failed, store-failed).", ("reason",))
+        self._dead_letters_refused = counter(
+            p + "dead_letters_refused",
+            "Dead-letter publishes the broker nacked (a full dead-letter queue with "
+            "overflow reject-publish); each is retried, the original kept unacked.")
         self._trait_errors = counter(
             p + "trait_conversion_failures",
             "Trait values that did not convert to the trait's type; the trait is "
@@ -202,6 +209,9 @@ class PrometheusMetrics(Metrics):
 
     def dead_lettered(self, reason: str) -> None:
         self._dead_lettered.labels(reason).inc()
+
+    def dead_letter_refused(self) -> None:
+        self._dead_letters_refused.inc()
 
     def trait_error(self, event_type: str, trait: str, value: Any, exc: Exception) -> None:
         self._trait_errors.labels(trait).inc()

@@ -18,6 +18,12 @@ queues, bound with their own name as routing key on every exchange, so what
 was published before our first start is there waiting. With a pool we
 consume one queue named after the pool, bound to the same exchanges and
 routing keys, as an oslo.messaging listener with that pool does.
+
+Queues of our own making (the pool queue, the dead-letter queue) are always
+durable: RabbitMQ 4.3 refuses queues that are neither durable nor exclusive
+(the deprecated feature ``transient_nonexcl_queues``), and shared by every
+worker they cannot be exclusive. The standard queues follow
+``amqp_durable_queues`` because they must match the services' declaration.
 """
 
 from __future__ import annotations
@@ -91,6 +97,14 @@ _MISMATCH_HINT = (
 )
 
 
+#: The pool queue is ours and durable whatever the services use.
+_POOL_HINT = (
+    "the [collector] pool queue is the collector's own: durable, and quorum "
+    "when rabbit_quorum_queue is set; a transient one left by an earlier "
+    "version must be deleted (rabbitmqctl delete_queue NAME) to be declared again"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class QueueSpec:
     """One queue to declare and consume, and where it is bound."""
@@ -145,6 +159,7 @@ def plan(conf: cfg.ConfigOpts) -> list[QueueSpec]:
     )
     if collector.pool:
         bindings = tuple((ex, key) for ex in collector.exchanges for key in keys)
+        common["durable"] = True  # ours: never transient, see the module's docstring
         return [QueueSpec(collector.pool, bindings, **common)]  # type: ignore[arg-type]
     return [
         QueueSpec(key, tuple((ex, key) for ex in collector.exchanges), **common)  # type: ignore[arg-type]
@@ -183,7 +198,9 @@ def declare(conf: cfg.ConfigOpts, channel: Any) -> list[kombu.Queue]:
 
     Raises ``QueueMismatch`` naming the queue or exchange and the options
     to change when RabbitMQ refuses a declaration (PRECONDITION_FAILED);
-    the channel is unusable afterwards. Connection errors pass through.
+    the channel is unusable afterwards. Raises ``BrokerRefused`` when it
+    refuses a transient queue we must declare to match the services (541,
+    RabbitMQ 4.3). Connection errors pass through.
     """
     exchanges: dict[str, kombu.Exchange] = {}
     result = []
@@ -200,7 +217,9 @@ def declare(conf: cfg.ConfigOpts, channel: Any) -> list[kombu.Queue]:
                 ex = exchange(conf, ex_name)
                 _guard(lambda ex=ex: ex(channel).declare(), f"exchange {ex_name!r}")
                 exchanges[ex_name] = ex
-        _guard(lambda queue=queue: queue.queue_declare(), f"queue {spec.name!r}")
+        hint = _POOL_HINT if conf.collector.pool else _MISMATCH_HINT
+        _guard(lambda queue=queue: queue.queue_declare(), f"queue {spec.name!r}", hint,
+               transient=not spec.durable)
         for ex_name, key in spec.bindings:
             channel.queue_bind(queue=spec.name, exchange=ex_name, routing_key=key)
         result.append(queue)
@@ -214,11 +233,24 @@ def declare(conf: cfg.ConfigOpts, channel: Any) -> list[kombu.Queue]:
     return result
 
 
-def _guard(declare_fn: Any, what: str, hint: str = _MISMATCH_HINT) -> None:
+def _guard(declare_fn: Any, what: str, hint: str = _MISMATCH_HINT,
+           transient: bool = False) -> None:
     try:
         declare_fn()
     except amqp.exceptions.PreconditionFailed as exc:
         raise errors.QueueMismatch(
             f"RabbitMQ refused to declare {what} because it exists with other "
             f"arguments ({getattr(exc, 'reply_text', exc)}): {hint}"
+        ) from None
+    except amqp.exceptions.InternalError as exc:
+        # 541: how RabbitMQ 4.3 answers a deprecated feature it denies.
+        if not transient:
+            raise
+        raise errors.BrokerRefused(
+            f"RabbitMQ refused to declare {what} as a transient (non-durable, "
+            f"non-exclusive) queue ({exc.reply_code} {exc.reply_text}), which "
+            "[oslo_messaging_rabbit] amqp_durable_queues = false asks for to match "
+            "the OpenStack services: RabbitMQ 4.3 and later refuse such queues. Set "
+            "amqp_durable_queues = true or rabbit_quorum_queue = true in the "
+            "OpenStack services and in the collector alike"
         ) from None

@@ -10,10 +10,12 @@ that walks through every host.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+import amqp.exceptions
 import kombu
 from oslo_config import cfg
 
@@ -49,6 +51,15 @@ RABBIT_OPTS = [
         "ssl_key_file",
         default="",
         help="Private key of the client certificate (valid only if ssl is enabled).",
+    ),
+    cfg.BoolOpt(
+        "ssl_verify_hostname",
+        default=True,
+        help="Refuse a broker whose certificate does not name the host it is "
+        "reached at (the host of transport_url; localhost is reached as "
+        "127.0.0.1). Turn off only for certificates issued without the "
+        "broker's name: any certificate the CA signed is then accepted "
+        "(valid only if ssl is enabled).",
     ),
     cfg.IntOpt(
         "heartbeat_timeout_threshold",
@@ -168,6 +179,11 @@ def ssl_options(conf: cfg.ConfigOpts) -> dict[str, Any] | bool:
     if not group.ssl:
         return False
     params: dict[str, Any] = {}
+    if group.ssl_verify_hostname:
+        # None: kombu fills in the host it is connecting to, and py-amqp then
+        # checks the certificate against it (and sends it as SNI).
+        params["server_hostname"] = None
+        params["cert_reqs"] = ssl.CERT_REQUIRED
     if group.ssl_key_file:
         params["keyfile"] = group.ssl_key_file
     if group.ssl_cert_file:
@@ -198,3 +214,84 @@ def connection(conf: cfg.ConfigOpts, url: TransportURL | None = None) -> kombu.C
             "client_properties": {"connection_name": "panko-collector"},
         },
     )
+
+
+def ensure_connected(conn: kombu.Connection, url: TransportURL) -> None:
+    """Connect ``conn``, trying each host of ``url`` once.
+
+    Raises kombu's ``OperationalError`` when no host answers; py-amqp's
+    error of the first host that refuses us (see ``refusal``), without
+    trying the others.
+    """
+    def next_host(_exc: BaseException, _interval: float) -> None:
+        # kombu writes the host it connects to into the ssl options when
+        # server_hostname is None; undo it so the next host is checked
+        # against its own name, not the previous one's.
+        if isinstance(conn.ssl, dict) and "server_hostname" in conn.ssl:
+            conn.ssl["server_hostname"] = None
+
+    conn.ensure_connection(errback=next_host, max_retries=len(url.hosts),
+                           interval_start=0, interval_step=0, interval_max=0)
+
+
+#: AMQP reply codes of refusals that no retry can cure, and what to change.
+_PERMANENT = {
+    402: "the virtual host of [DEFAULT] transport_url is not a valid name",
+    403: "check the user name and password in [DEFAULT] transport_url, and the "
+         "user's permissions on the virtual host (rabbitmqctl list_permissions -p VHOST)",
+    530: "the virtual host of [DEFAULT] transport_url must exist (rabbitmqctl "
+         "list_vhosts) and the user must have permissions on it",
+    541: "RabbitMQ 4.3 and later deny deprecated features by default: transient "
+         "non-exclusive queues (set [oslo_messaging_rabbit] amqp_durable_queues = true "
+         "or rabbit_quorum_queue = true, in the OpenStack services too) and global "
+         "prefetch; see the broker's log for the feature it refused",
+}
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from (kombu wraps py-amqp's)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def refusal(exc: BaseException, url: TransportURL) -> errors.BrokerRefused | None:
+    """``BrokerRefused`` naming cause and setting if ``exc`` is a permanent refusal.
+
+    Classified by the AMQP reply code of py-amqp's exception (wherever it
+    is in the chain), never by its text; None for everything else, which
+    is treated as an outage and retried.
+    """
+    for item in _chain(exc):
+        if isinstance(item, amqp.exceptions.AMQPError):
+            hint = _PERMANENT.get(item.reply_code or 0)
+            if hint is None:
+                return None
+            return errors.BrokerRefused(
+                f"RabbitMQ at {url.masked()} refused us ({item.reply_code} "
+                f"{item.reply_text}): {hint}"
+            )
+    return None
+
+
+def describe(exc: BaseException) -> str:
+    """``exc`` for a log line, with the setting to look at when TLS refused the broker."""
+    text = str(exc) or type(exc).__name__
+    for item in _chain(exc):
+        if isinstance(item, ssl.SSLCertVerificationError):
+            if item.verify_code in (_X509_HOSTNAME_MISMATCH, _X509_IP_ADDRESS_MISMATCH):
+                return (f"{text}: the broker's TLS certificate does not name the host "
+                        "of [DEFAULT] transport_url; use the name the certificate "
+                        "carries, or set [oslo_messaging_rabbit] ssl_verify_hostname "
+                        "= false")
+            return (f"{text}: the broker's TLS certificate does not verify against "
+                    "[oslo_messaging_rabbit] ssl_ca_file")
+    return text
+
+
+#: OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH.
+_X509_HOSTNAME_MISMATCH = 62
+_X509_IP_ADDRESS_MISMATCH = 64

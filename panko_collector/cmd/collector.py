@@ -24,9 +24,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     conf = service.prepare_service(argv)
     try:
         collector.serve(conf, stop_requested=terminated.is_set)
-    except errors.ConfigError as exc:
-        LOG.error("%s", exc)
-        sys.exit(1)
-    except (errors.QueueMismatch, errors.LibraryIncompatible) as exc:
+    except (errors.ConfigError, errors.BrokerRefused, errors.LibraryIncompatible) as exc:
         LOG.error("%s", exc)
         sys.exit(1)

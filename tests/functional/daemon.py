@@ -55,13 +55,14 @@ class Collector:
     """``panko-collector --config-file F`` in its own session (cotyledon
     signals its whole process group on SIGHUP)."""
 
-    def __init__(self, conf_path: Path) -> None:
+    def __init__(self, conf_path: Path, env: dict[str, str] | None = None) -> None:
         self.conf_path = conf_path
         self.log_path = conf_path.with_suffix(".log")
         exe = Path(sys.executable).parent / "panko-collector"
         self.proc = subprocess.Popen([str(exe), "--config-file", str(conf_path)],
                                      start_new_session=True, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE,
+                                     env={**os.environ, **env} if env else None)
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

@@ -38,7 +38,8 @@ def tls_proxy(pki: PKI) -> Iterator[TLSProxy]:
     proxy.close()
 
 
-def tls_conf(tmp_path: Path, vhost: str, port: int, ca: Path, pki: PKI) -> Any:
+def tls_conf(tmp_path: Path, vhost: str, port: int, ca: Path, pki: PKI,
+             extra: str = "") -> Any:
     path = tmp_path / "tls.conf"
     path.write_text(
         f"[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:{port}/{vhost}\n"
@@ -48,15 +49,16 @@ def tls_conf(tmp_path: Path, vhost: str, port: int, ca: Path, pki: PKI) -> Any:
         "[oslo_messaging_rabbit]\nssl = true\n"
         f"ssl_ca_file = {ca}\nssl_cert_file = {pki.client_cert}\n"
         f"ssl_key_file = {pki.client_key}\nrabbit_retry_interval = 1\n"
-        "rabbit_interval_max = 1\n")
+        "rabbit_interval_max = 1\n" + extra)
     return service.prepare_service(["--config-file", str(path)])
 
 
 def tls_store(tmp_path: Path, vhost: str, proxy: TLSProxy, ca: Path, pki: PKI,
-              notes: list[dict[str, Any]]) -> tuple[Any, storage.Connection]:
-    """The configuration of a worker going through ``proxy`` with ``ca``, its
-    store ready, and ``notes`` published (directly, not through TLS)."""
-    conf = tls_conf(tmp_path, vhost, proxy.port, ca, pki)
+              notes: list[dict[str, Any]], extra: str = "") -> tuple[Any, storage.Connection]:
+    """The configuration of a worker going through ``proxy`` with ``ca`` (and
+    ``extra`` lines of [oslo_messaging_rabbit]), its store ready, and
+    ``notes`` published (directly, not through TLS)."""
+    conf = tls_conf(tmp_path, vhost, proxy.port, ca, pki, extra)
     store = storage.get_connection(conf.database.connection, conf)
     store.upgrade()
     pub = Publisher(vhost)
@@ -114,23 +116,61 @@ def test_reads_ahead_on_plain_tcp_whatever_the_message_size(
     assert running.consumer.totals.dead_lettered == 0
 
 
-def test_refuses_a_broker_its_ca_did_not_sign(
-    tmp_path: Path, vhost: str, pki: PKI, tls_proxy: TLSProxy
-) -> None:
-    conf, store = tls_store(tmp_path, vhost, tls_proxy, pki.other_ca, pki,
-                            [broker.notification()])
+def assert_refused(tmp_path: Path, vhost: str, pki: PKI, proxy: TLSProxy, ca: Path,
+                   *phrases: str) -> None:
+    """A worker going through ``proxy`` with ``ca`` refuses the broker: a
+    WARNING with every one of ``phrases`` on one line, nothing consumed."""
+    conf, store = tls_store(tmp_path, vhost, proxy, ca, pki, [broker.notification()])
     running = start(conf, store)
     try:
         log = tmp_path / "collector.log"
-        wait_for(lambda: log.exists() and "WARNING" in (text := log.read_text())
-                 and "certificate verify failed" in text,
-                 what="a warning that the broker's certificate did not verify")
+        wait_for(lambda: log.exists() and any(
+            "WARNING" in line and all(p in line for p in phrases)
+            for line in log.read_text().splitlines()),
+            what=f"a warning saying {phrases}")
         time.sleep(1)
         assert stored_ids(store) == set()
     finally:
         running.stop()
-    assert not tls_proxy.clients
+    assert not proxy.clients
     assert broker.queue_counts(vhost)["notifications.info"] == (1, 0)
+
+
+def test_refuses_a_broker_its_ca_did_not_sign(
+    tmp_path: Path, vhost: str, pki: PKI, tls_proxy: TLSProxy
+) -> None:
+    assert_refused(tmp_path, vhost, pki, tls_proxy, pki.other_ca, "certificate verify failed")
+
+
+@pytest.fixture
+def wrong_host_proxy(pki: PKI) -> Iterator[TLSProxy]:
+    """Presents a certificate our CA signed, for broker.example.invalid."""
+    host, _, port = RABBIT_HOST.partition(":")
+    proxy = TLSProxy(host, int(port or 5672), pki, (pki.wrong_host_cert, pki.wrong_host_key))
+    yield proxy
+    proxy.close()
+
+
+def test_refuses_a_certificate_for_another_host_name(
+    tmp_path: Path, vhost: str, pki: PKI, wrong_host_proxy: TLSProxy
+) -> None:
+    assert_refused(tmp_path, vhost, pki, wrong_host_proxy, pki.ca,
+                   "does not name the host of [DEFAULT] transport_url",
+                   "ssl_verify_hostname = false")
+
+
+def test_host_name_check_turned_off_takes_any_certificate_of_the_ca(
+    tmp_path: Path, vhost: str, pki: PKI, wrong_host_proxy: TLSProxy
+) -> None:
+    note = broker.notification()
+    conf, store = tls_store(tmp_path, vhost, wrong_host_proxy, pki.ca, pki, [note],
+                            extra="ssl_verify_hostname = false\n")
+    running = start(conf, store)
+    try:
+        wait_for(lambda: stored_ids(store) == {note["message_id"]}, what="the event stored")
+    finally:
+        running.stop()
+    assert "panko-collector-client" in wrong_host_proxy.clients
 
 
 def test_heartbeats_keep_an_idle_connection(tmp_path: Path, vhost: str) -> None:

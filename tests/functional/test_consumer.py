@@ -215,7 +215,7 @@ def test_a_batch_is_acked_at_once_around_dead_letters_drops_and_ignored(
         return real_ack(channel, delivery_tag, multiple, **kwargs)
 
     monkeypatch.setattr(amqp.Channel, "basic_ack", spy)
-    conf = make_conf(tmp_path, vhost, batch_size=6, prefetch_count=6)
+    conf = make_conf(tmp_path, vhost, batch_size=6, prefetch_count=12)  # 6 per queue
     store = storage.get_connection(conf.database.connection, conf)
     store.upgrade()
     pub = Publisher(vhost)

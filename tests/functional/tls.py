@@ -24,6 +24,9 @@ class PKI:
     client_cert: Path
     client_key: Path
     other_ca: Path  #: a CA that signed none of these
+    #: a server certificate the CA signed for another host than 127.0.0.1
+    wrong_host_cert: Path
+    wrong_host_key: Path
 
 
 def _openssl(*args: str | Path) -> None:
@@ -61,17 +64,22 @@ def make_pki(directory: Path) -> PKI:
     client = _signed(directory, "panko-collector-client", ca,
                      "extendedKeyUsage = clientAuth\n")
     other, _ = _ca(directory, "other-ca")
-    return PKI(ca[0], *server, *client, other)
+    wrong_host = _signed(directory, "another-broker", ca,
+                         "subjectAltName = DNS:broker.example.invalid\n"
+                         "extendedKeyUsage = serverAuth\n")
+    return PKI(ca[0], *server, *client, other, *wrong_host)
 
 
 class TLSProxy(TCPProxy):
     """127.0.0.1:<port> speaks TLS (a client certificate signed by the CA is
     required) and forwards the plain bytes to ``target``. ``clients`` holds
-    the subject of every client certificate seen."""
+    the subject of every client certificate seen. It presents the PKI's
+    server certificate, or ``cert`` (certificate, key) when given."""
 
-    def __init__(self, target_host: str, target_port: int, pki: PKI) -> None:
+    def __init__(self, target_host: str, target_port: int, pki: PKI,
+                 cert: tuple[Path, Path] | None = None) -> None:
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._context.load_cert_chain(pki.server_cert, pki.server_key)
+        self._context.load_cert_chain(*(cert or (pki.server_cert, pki.server_key)))
         self._context.load_verify_locations(pki.ca)
         self._context.verify_mode = ssl.CERT_REQUIRED
         self.clients: list[str] = []

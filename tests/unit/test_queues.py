@@ -37,6 +37,10 @@ def test_pool_gives_one_queue_of_our_own(tmp_path: Path) -> None:
     assert plan.name == "panko"
     assert set(plan.bindings) == {("nova", "notifications.info"), ("glance", "notifications.info"),
                                   ("nova", "n2.info"), ("glance", "n2.info")}
+    # Ours, so never transient (RabbitMQ 4.3 refuses transient non-exclusive
+    # queues) although the services' queues are, by default.
+    assert plan.durable
+    assert not queues.durable(conf)
 
 
 def test_durable_and_auto_delete(tmp_path: Path) -> None:

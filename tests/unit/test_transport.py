@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import ssl
 
+import amqp.exceptions
+import kombu.exceptions
 import pytest
 
 from panko_collector import errors, service, transport
@@ -79,9 +81,54 @@ def test_tls_options_become_kombu_ssl(tmp_path) -> None:  # type: ignore[no-unty
     assert transport.ssl_options(conf) == {
         "ca_certs": "/ca.pem", "certfile": "/c.pem", "keyfile": "/k.pem",
         "cert_reqs": ssl.CERT_REQUIRED,
+        # None: kombu puts the host it connects to there, and py-amqp checks it.
+        "server_hostname": None,
     }
     conn = transport.connection(conf)
     assert conn.ssl == transport.ssl_options(conf)
+
+
+def test_host_name_check_can_be_turned_off(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    conf = _conf(tmp_path, "[oslo_messaging_rabbit]\nssl = true\nssl_ca_file = /ca.pem\n"
+                 "ssl_verify_hostname = false\n")
+    assert transport.ssl_options(conf) == {"ca_certs": "/ca.pem", "cert_reqs": ssl.CERT_REQUIRED}
+    conf = _conf(tmp_path, "[oslo_messaging_rabbit]\nssl = true\nssl_verify_hostname = false\n")
+    assert transport.ssl_options(conf) is True
+
+
+_URL = transport.parse_url("rabbit://u:secret@h1:5672/v")
+
+
+@pytest.mark.parametrize(("exc", "setting"), [
+    (amqp.exceptions.AccessRefused("ACCESS_REFUSED - Login refused", (10, 11), 403),
+     "user name and password in [DEFAULT] transport_url"),
+    (amqp.exceptions.NotAllowed("NOT_ALLOWED - vhost v not found", (10, 40), 530),
+     "virtual host of [DEFAULT] transport_url must exist"),
+    (amqp.exceptions.InternalError("INTERNAL_ERROR - Feature global_qos is deprecated.",
+                                   (60, 10), 541), "amqp_durable_queues = true"),
+    # The server's text is another language's: the code alone decides.
+    (amqp.exceptions.AccessRefused("ZUGRIFF VERWEIGERT", (10, 11), 403), "password"),
+])
+def test_permanent_refusals_by_reply_code(exc: Exception, setting: str) -> None:
+    wrapped = kombu.exceptions.OperationalError("wrapped")
+    wrapped.__cause__ = exc
+    for raised in (exc, wrapped):
+        refused = transport.refusal(raised, _URL)
+        assert isinstance(refused, errors.BrokerRefused)
+        assert setting in str(refused)
+        assert "secret" not in str(refused)
+
+
+@pytest.mark.parametrize("exc", [
+    amqp.exceptions.ConnectionForced("CONNECTION_FORCED - shutdown", (0, 0), 320),
+    amqp.exceptions.ResourceLocked("RESOURCE_LOCKED", (50, 10), 405),
+    ConnectionRefusedError(111, "Connection refused"),
+    kombu.exceptions.OperationalError("[Errno 111] Connection refused"),
+    # An outage worded like a refusal is still an outage.
+    OSError("ACCESS_REFUSED NOT_ALLOWED 403 530"),
+])
+def test_outages_are_not_refusals(exc: Exception) -> None:
+    assert transport.refusal(exc, _URL) is None
 
 
 def test_no_tls_and_heartbeat(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -92,3 +139,25 @@ def test_no_tls_and_heartbeat(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert conn.heartbeat == 30
     assert [c.hostname for c in [conn]] == ["h1"]
     assert len(conn.alt) == 2
+
+
+def test_each_host_is_checked_against_its_own_name(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """kombu writes the first host's name into the ssl options when
+    server_hostname is None; failing over, the next host must be checked
+    against its own name. Both hosts refuse the TCP connection at once."""
+    import amqp.transport
+
+    conf = _conf(tmp_path, "[DEFAULT]\ntransport_url = rabbit://u:p@127.0.0.1:1,u:p@127.0.0.2:1/v\n"
+                 "[oslo_messaging_rabbit]\nssl = true\n")
+    seen = []
+    real_init = amqp.transport.SSLTransport.__init__
+
+    def spy(self, host, connect_timeout=None, ssl=None, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append((host, (ssl or {}).get("server_hostname")))
+        real_init(self, host, connect_timeout=connect_timeout, ssl=ssl, **kwargs)
+
+    monkeypatch.setattr(amqp.transport.SSLTransport, "__init__", spy)
+    url = transport.parse_url(conf.transport_url)
+    with pytest.raises(kombu.exceptions.OperationalError):
+        transport.ensure_connected(transport.connection(conf, url), url)
+    assert seen[:2] == [("127.0.0.1:1", "127.0.0.1"), ("127.0.0.2:1", "127.0.0.2")]
