@@ -28,6 +28,7 @@ from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for
 from tests.functional.daemon import Collector, write_conf
 from tests.functional.test_collector import count_events, open_store
+from tests.monitoring import dashboard_expressions, metric_names, rule_expressions
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -193,6 +194,10 @@ def test_metrics_count_what_was_published_across_workers_and_their_deaths(
     assert {dict(k[1])["queue"] for k in depths if k[0] == QUEUE} == {
         "notifications.info", "notifications.error", DLQ}
     assert value(depths, QUEUE, queue="notifications.info", kind="consumed") == 0
+    # The shipped dashboard and alert rules use no metric this scrape lacks.
+    scraped = {name for name, _labels in depths}
+    for source, exprs in [("dashboard", dashboard_expressions()), ("rules", rule_expressions())]:
+        assert metric_names(exprs) - scraped == set(), source
     (mpdir,) = tmp.glob("panko-collector-metrics-*")
     assert {f"counter_{pid}.db" for pid in first_workers} <= {p.name for p in mpdir.iterdir()}
 
