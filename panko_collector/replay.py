@@ -24,9 +24,10 @@ How nothing is lost, whatever happens to this process (SIGKILL included):
   our connection closes, or dies, the broker requeues it. A classic queue
   (what the collector declares) puts a requeued message back at its
   original position, so those stay in their order, each once. A quorum queue
-  returns them in delivery order ahead of what was never delivered, and
-  counts each return as a delivery: with an ``x-delivery-limit`` (a default
-  of 20 since RabbitMQ 4.0), every listing or replay run spends one of them.
+  returns them in their order ahead of what was never delivered too, but
+  counts the return as a delivery (``x-delivery-count``, RabbitMQ 3.x to
+  4.2): with an ``x-delivery-limit`` (a default of 20 since RabbitMQ 4.0),
+  every listing or replay run spends one of them.
 - Only the messages present when the run starts are looked at (the queue's
   ready count then): a message that goes back to the collector and is
   dead-lettered again lands behind them and waits for the next run.
@@ -57,6 +58,9 @@ LOG = logging.getLogger(__name__)
 DEAD_LETTER_HEADERS = frozenset(
     {"reason", "error", "original_exchange", "original_routing_key", "original_compression"}
 )
+
+#: Headers the broker adds on a redelivery from a quorum queue; not the publisher's.
+BROKER_HEADERS = frozenset({"x-delivery-count"})
 
 #: Seconds without a delivery after which the queue is asked whether anything is left.
 _IDLE = 1.0
@@ -97,7 +101,8 @@ class DeadLetter:
 
     def replay_properties(self) -> dict[str, Any]:
         """The properties to publish with: the dead letter's, less our headers."""
-        headers = {k: v for k, v in self.headers.items() if k not in DEAD_LETTER_HEADERS}
+        headers = {k: v for k, v in self.headers.items()
+                   if k not in DEAD_LETTER_HEADERS and k not in BROKER_HEADERS}
         compression = self.header("original_compression")
         if compression:
             headers["compression"] = compression
