@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 
 from panko_collector import __version__, errors, replay, service
@@ -63,8 +64,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sys.stderr.isatty() and total:
             bar = ProgressBar(total, sys.stderr, unit="messages")
 
+    shown = 0.0
+
     def progress(done: int) -> None:
-        if bar is not None:
+        nonlocal shown
+        # A terminal write per message would cost more than the message.
+        if bar is not None and (time.monotonic() - shown >= 0.2 or done == bar.total):
+            shown = time.monotonic()
             bar(done)
 
     try:
