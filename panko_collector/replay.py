@@ -15,10 +15,11 @@ How nothing is lost, whatever happens to this process (SIGKILL included):
   prefetch limit, so every message present at the start is delivered once
   and stays unacked, owned by the broker, until we settle it.
 - A selected message is published with ``mandatory`` set on a connection of
-  its own with publisher confirms; only when the broker has confirmed it
-  (and not returned it as unroutable) is the dead letter acked, by its own
-  delivery tag. Killed between the two, the message is in both queues; the
-  collector stores it once (``message_id``).
+  its own with publisher confirms, up to ``_Target.WINDOW`` before waiting
+  for their confirms; only when the broker has confirmed a copy (and not
+  returned it as unroutable) is its dead letter acked, by its own delivery
+  tag. Killed in between, the messages of that window are in both queues,
+  once each; the collector stores each once (``message_id``).
 - Every other message (not selected, over ``--limit``, refused by the broker,
   or the whole queue for ``--list`` and ``--dry-run``) is never acked: when
   our connection closes, or dies, the broker requeues it. A classic queue
@@ -36,6 +37,7 @@ How nothing is lost, whatever happens to this process (SIGKILL included):
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import fnmatch
 import logging
@@ -209,50 +211,138 @@ class Report:
         return line
 
 
-class _Returned(Exception):
-    """The broker returned a mandatory message: no queue is bound for it."""
-
-
 def _broker_errors(conn: Any) -> tuple[type[BaseException], ...]:
     return (kombu.exceptions.OperationalError, ConnectionError, socket.error,
             *conn.connection_errors)
 
 
+@dataclass(slots=True)
+class _Sent:
+    letter: DeadLetter
+    exchange: str
+    routing_key: str
+    failure: str | None = None
+    confirmed: bool = False
+
+
 class _Target:
     """The publishing side: a connection of its own, confirms, mandatory.
 
-    A separate connection, so that waiting for a confirm never dispatches
-    deliveries of the dead-letter queue in the middle of it.
+    A separate connection, so that waiting for confirms never dispatches
+    deliveries of the dead-letter queue in the middle of it. Messages go out
+    in windows: up to ``WINDOW`` are published, then ``settle`` waits for
+    the broker's confirms of all of them, where one confirm round trip per
+    message would bound the rate by the latency.
     """
+
+    WINDOW = 500
+    #: Seconds to wait for the confirms of a window before giving up on the broker.
+    CONFIRM_TIMEOUT = 60.0
 
     def __init__(self, conf: cfg.ConfigOpts, url: transport.TransportURL) -> None:
         self.conn = transport.connection(conf, url)
+        # Confirms are collected by settle(), not awaited by each publish.
+        self.conn.transport_options["confirm_publish"] = False
         self.conn.ensure_connection(max_retries=len(url.hosts), interval_start=0,
                                     interval_step=0, interval_max=0)
         self.channel: Any = None
-        self._returned: str | None = None
+        self._sequence = 0
+        self._sent: dict[int, _Sent] = {}
+        self._returned: dict[tuple[str, str], str] = {}
+        self._exchanges: dict[str, str | None] = {}  # name -> why it cannot be used
+
+    @property
+    def pending(self) -> int:
+        return len(self._sent)
 
     def _open(self) -> Any:
         if self.channel is None or not self.channel.is_open:
             self.channel = self.conn.channel()
+            self.channel.confirm_select()
+            self.channel.events["basic_ack"].add(self._on_ack)
+            self.channel.events["basic_nack"].add(self._on_nack)
             self.channel.events["basic_return"].add(self._on_return)
+            self._sequence = 0
         return self.channel
 
+    def _settled(self, tag: int, multiple: bool, failure: str | None) -> None:
+        for seq in [s for s in self._sent if s <= tag] if multiple else [tag]:
+            sent = self._sent.get(seq)
+            if sent is not None and not sent.confirmed:
+                sent.confirmed = True
+                sent.failure = sent.failure or failure
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        self._settled(tag, multiple, None)
+
+    def _on_nack(self, tag: int, multiple: bool) -> None:
+        self._settled(tag, multiple, "the broker nacked the message")
+
     def _on_return(self, exc: Any, exchange: str, routing_key: str, _message: Any) -> None:
-        self._returned = (f"unroutable: no queue bound to exchange {exchange!r} with "
-                          f"routing key {routing_key!r} ({getattr(exc, 'reply_code', '?')})")
+        # RabbitMQ returns an unroutable mandatory message before confirming
+        # it; which queues a topic exchange routes to depends on the exchange
+        # and routing key alone, so every message of the window with both is.
+        self._returned[(exchange, routing_key)] = (
+            f"unroutable: no queue bound to exchange {exchange!r} with routing key "
+            f"{routing_key!r} ({getattr(exc, 'reply_code', '?')})")
+
+    def check_exchange(self, name: str) -> str | None:
+        """Why ``name`` cannot be published to (it does not exist), or None."""
+        if name == "" or name in self._exchanges:
+            return self._exchanges.get(name)
+        # On a channel of its own: a 404 closes the channel it happens on.
+        probe = self.conn.channel()
+        try:
+            probe.exchange_declare(name, "topic", passive=True)
+            self._exchanges[name] = None
+        except amqp.exceptions.NotFound:
+            self._exchanges[name] = f"exchange {name!r} does not exist"
+        finally:
+            if probe.is_open:
+                probe.close()
+        return self._exchanges[name]
 
     def publish(self, letter: DeadLetter, exchange: str, routing_key: str) -> None:
-        """Publish and wait for the confirm; raise ``_Returned`` or a channel
-        error when the broker did not take the message into a queue."""
+        """Publish without waiting; ``settle`` says what became of it."""
         channel = self._open()
-        self._returned = None
         message = amqp.Message(letter.body, **letter.replay_properties())
-        # RabbitMQ sends basic.return before the confirm of the same message.
         channel.basic_publish(message, exchange=exchange, routing_key=routing_key,
                               mandatory=True)
-        if self._returned is not None:
-            raise _Returned(self._returned)
+        self._sequence += 1
+        self._sent[self._sequence] = _Sent(letter, exchange, routing_key)
+
+    def settle(self) -> list[_Sent]:
+        """Wait for the confirms of everything published; return it in order,
+        each with ``failure`` None when it is safe in its queue.
+
+        A channel the broker closed meanwhile fails what it had not
+        confirmed (it may have been routed all the same: then it is in both
+        queues, and stored once). Raises ``BrokerUnavailable`` when the
+        confirms do not come in ``CONFIRM_TIMEOUT`` seconds.
+        """
+        deadline = time.monotonic() + self.CONFIRM_TIMEOUT
+        try:
+            while any(not s.confirmed for s in self._sent.values()):
+                if time.monotonic() > deadline:
+                    raise errors.BrokerUnavailable(
+                        f"no publisher confirm in {self.CONFIRM_TIMEOUT:.0f} s")
+                with contextlib.suppress(TimeoutError):
+                    self.conn.drain_events(timeout=1.0)
+        except amqp.exceptions.ChannelError as exc:
+            code = getattr(exc, "reply_code", "?")
+            for sent in self._sent.values():
+                if not sent.confirmed:
+                    sent.confirmed = True
+                    sent.failure = f"refused by the broker ({code})"
+            self.channel = None
+        done = [self._sent[seq] for seq in sorted(self._sent)]
+        for sent in done:
+            returned = self._returned.get((sent.exchange, sent.routing_key))
+            if returned is not None and sent.failure is None:
+                sent.failure = returned
+        self._sent.clear()
+        self._returned.clear()
+        return done
 
     def close(self) -> None:
         try:
@@ -326,29 +416,54 @@ def _consume(source: Any, channel: Any, queue: str, expected: int,
     channel.basic_qos(0, 0, False)
     arrived: collections.deque[Any] = collections.deque()
     channel.basic_consume(queue=queue, no_ack=False, callback=arrived.append)
-    idle_since = time.monotonic()
+    idle_since = last_beat = time.monotonic()
     while report.scanned < expected:
         if limit is not None and selection is not None and report.selected >= limit:
-            return
+            break
+        if time.monotonic() - last_beat >= 1.0:
+            # Nothing else may go to the broker for minutes (a --list of a
+            # long queue): without heartbeats it would close the connection.
+            last_beat = time.monotonic()
+            source.heartbeat_check()
+            if target is not None:
+                target.conn.heartbeat_check()
         if not arrived:
+            pending = target is not None and target.pending > 0
             try:
-                source.drain_events(timeout=_IDLE / 4)
+                source.drain_events(timeout=0.005 if pending else _IDLE / 4)
             except TimeoutError:
-                if time.monotonic() - idle_since >= _IDLE and _drained(source, queue):
-                    return  # someone else took messages: none left for us
+                if pending:
+                    _settle(target, channel, report)  # rather than wait idle
+                elif time.monotonic() - idle_since >= _IDLE and _drained(source, queue):
+                    break  # someone else took messages: none left for us
             continue
         idle_since = time.monotonic()
         message = arrived.popleft()
         letter = DeadLetter(message.delivery_tag, bytes(message.body),
                             dict(message.properties))
-        _handle(letter, channel, selection, limit, target, report)
+        _handle(letter, selection, limit, target, report)
         report.scanned += 1
+        if target is not None and target.pending >= target.WINDOW:
+            _settle(target, channel, report)
         if progress is not None:
             progress(report.scanned)
+    if target is not None and target.pending:
+        _settle(target, channel, report)
 
 
-def _handle(letter: DeadLetter, channel: Any, selection: Selection | None,
-            limit: int | None, target: _Target | None, report: Report) -> None:
+def _settle(target: _Target | None, channel: Any, report: Report) -> None:
+    """Ack each dead letter whose copy the broker confirmed; count the others."""
+    assert target is not None
+    for sent in target.settle():
+        if sent.failure is None:
+            channel.basic_ack(sent.letter.delivery_tag)
+            report.replayed += 1
+        else:
+            report.failures[sent.failure] += 1
+
+
+def _handle(letter: DeadLetter, selection: Selection | None, limit: int | None,
+            target: _Target | None, report: Report) -> None:
     needs_body = selection is None or report.dry_run or selection.needs_body
     note = letter.notification() if needs_body else None
     if selection is None:
@@ -368,23 +483,11 @@ def _handle(letter: DeadLetter, channel: Any, selection: Selection | None,
     if exchange is None or routing_key is None:
         report.failures["no original_exchange/original_routing_key header"] += 1
         return
-    try:
-        target.publish(letter, exchange, routing_key)
-    except _Returned as exc:
-        report.failures[str(exc)] += 1
+    unusable = target.check_exchange(exchange)
+    if unusable is not None:
+        report.failures[unusable] += 1
         return
-    except amqp.exceptions.MessageNacked:
-        report.failures["the broker nacked the message"] += 1
-        return
-    except amqp.exceptions.ChannelError as exc:
-        # By code: 404 is an exchange that does not exist (any more).
-        if getattr(exc, "reply_code", None) == 404:
-            report.failures[f"exchange {exchange!r} does not exist"] += 1
-        else:
-            report.failures[f"refused by the broker ({getattr(exc, 'reply_code', '?')})"] += 1
-        return
-    channel.basic_ack(letter.delivery_tag)
-    report.replayed += 1
+    target.publish(letter, exchange, routing_key)
 
 
 def _drained(source: Any, queue: str) -> bool:
