@@ -64,12 +64,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sys.stderr.isatty() and total:
             bar = ProgressBar(total, sys.stderr, unit="messages")
 
-    shown = 0.0
+    shown, looked_at = 0.0, 0
 
     def progress(done: int) -> None:
-        nonlocal shown
+        nonlocal shown, looked_at
+        looked_at = done
         # A terminal write per message would cost more than the message.
-        if bar is not None and (time.monotonic() - shown >= 0.2 or done == bar.total):
+        if bar is not None and time.monotonic() - shown >= 0.2:
             shown = time.monotonic()
             bar(done)
 
@@ -83,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         if bar is not None:
+            bar(looked_at)
             bar.close()
     if args.list:
         if args.format == "json":
