@@ -241,20 +241,30 @@ def test_what_the_broker_refuses_stays_in_place_and_fails_the_run(
     conf = write_conf(tmp_path / "c.conf", vhost, f"sqlite:///{tmp_path / 'e.sqlite'}")
     pub = Publisher(vhost)
     pub._declare("nova", "notifications.info")
+    # A full queue that refuses more: the broker nacks what it cannot take.
+    full = kombu.Queue("notifications.error",
+                       exchange=kombu.Exchange("nova", type="topic", durable=False),
+                       routing_key="notifications.error",
+                       queue_arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    full(pub.channel).declare()
     try:
         dead_letter(pub.channel, b"1", "too-large", exchange="gone")
         dead_letter(pub.channel, b"2", "too-large")
         dead_letter(pub.channel, b"3", "too-large", routing_key="nobody.listens")
         dead_letter(pub.channel, b"4", "too-large")
+        dead_letter(pub.channel, b"5", "too-large", routing_key="notifications.error")
+        dead_letter(pub.channel, b"6", "too-large", routing_key="notifications.error")
     finally:
         pub.close()
     result = replay(conf)
     assert result.returncode == 1
-    assert "replayed 2 of 4 selected" in result.stdout
+    assert "replayed 3 of 6 selected" in result.stdout
     assert "exchange 'gone' does not exist (1)" in result.stdout
     assert "unroutable" in result.stdout
-    assert bodies(peek(vhost, DLQ)) == [b"1", b"3"]
+    assert "the broker nacked the message (1)" in result.stdout
+    assert bodies(peek(vhost, DLQ)) == [b"1", b"3", b"6"]
     assert bodies(peek(vhost, "notifications.info")) == [b"2", b"4"]
+    assert bodies(peek(vhost, "notifications.error")) == [b"5"]
 
 
 def test_sigkill_in_the_middle_of_a_replay_loses_nothing(
