@@ -160,7 +160,8 @@ OPTS = [
         "summary_interval",
         default=60.0,
         min=1.0,
-        help="Seconds between the INFO summaries each worker logs.",
+        help="Seconds between the INFO summaries each worker logs, and between "
+        "two readings of the queue depths by the metrics service.",
     ),
 ]
 

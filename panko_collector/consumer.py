@@ -663,6 +663,7 @@ class Consumer:
                 failure = exc
             else:
                 self.metrics.committed(len(write.events), time.monotonic() - started)
+                self.metrics.events_committed(write.events, result.failed)
                 self._storage_down.clear()
                 return result
             attempt += 1

@@ -23,6 +23,13 @@ The metrics are served over HTTP by ``MetricsService``, a process of its
 own under the service manager, so that no worker inherits the listening
 socket and a slow scraper never delays a batch.
 
+Two readings are not counted by the workers but taken by the metrics
+service itself: the depth of every queue the workers consume and of the
+dead-letter queue, read from the broker every ``[collector]
+summary_interval`` on a connection of its own (``QueueDepths``), and the
+number of workers configured, so that an alert can compare it with the
+number consuming.
+
 Label values are bounded on purpose: ``exchange`` and ``priority`` come
 from the broker's delivery (our bindings bound them), ``reason`` from our
 own dead-letter codes, ``trait`` from the trait names of the event
@@ -33,6 +40,7 @@ definitions. Event types are not a label: without
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import glob
 import logging
@@ -42,14 +50,18 @@ import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Mapping
-from typing import Any
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import cotyledon
 from oslo_config import cfg
 
 from panko_collector import errors
 from panko_collector.compat import prometheus_hooks
+
+if TYPE_CHECKING:
+    from panko_collector.storage import FailedEvent, models
 
 LOG = logging.getLogger(__name__)
 
@@ -76,6 +88,10 @@ OPTS = [
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 #: Seconds of one successful record_events call.
 COMMIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: Seconds from a notification's timestamp to the commit of its event: the
+#: batching delay at the low end, a backlog or an outage at the high end.
+LAG_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+               3600.0, 10800.0, 86400.0)
 
 
 class Metrics:
@@ -111,6 +127,10 @@ class Metrics:
 
     def committed(self, events: int, seconds: float) -> None:
         """One record_events call of ``events`` events succeeded in ``seconds``."""
+
+    def events_committed(self, events: Sequence[models.Event],
+                         refused: Sequence[FailedEvent] = ()) -> None:
+        """record_events took ``events`` but ``refused`` (committed, or already held)."""
 
     def storage_retry(self) -> None:
         """A batch write failed with the database unavailable and will be retried."""
@@ -184,6 +204,16 @@ class PrometheusMetrics(Metrics):
             p + "commit_duration_seconds",
             "Seconds of each successful batch write (one transaction).",
             buckets=COMMIT_BUCKETS, registry=registry)
+        self._lag = Histogram(
+            p + "event_lag_seconds",
+            "Seconds from a notification's timestamp to the commit of its event "
+            "(redeliveries of stored events included).",
+            buckets=LAG_BUCKETS, registry=registry)
+        # max: the latest commit of any worker, a dead one's included.
+        self._last_commit = Gauge(
+            p + "last_commit_timestamp_seconds",
+            "Unix time of the last successful batch write of any worker (0: none yet).",
+            registry=registry, multiprocess_mode="max")
         self._storage_retries = counter(
             p + "storage_retries",
             "Batch writes that failed with the database unavailable and were retried.")
@@ -225,6 +255,17 @@ class PrometheusMetrics(Metrics):
     def committed(self, events: int, seconds: float) -> None:
         self._batch.observe(events)
         self._commit.observe(seconds)
+
+    def events_committed(self, events: Sequence[models.Event],
+                         refused: Sequence[FailedEvent] = ()) -> None:
+        self._last_commit.set(time.time())
+        skip = {id(f.event) for f in refused}
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        observe = self._lag.observe
+        for event in events:
+            if id(event) not in skip:
+                # A publisher's clock ahead of ours gives no negative lag.
+                observe(max((now - event.generated).total_seconds(), 0.0))
 
     def storage_retry(self) -> None:
         self._storage_retries.inc()
@@ -342,8 +383,86 @@ def cleanup() -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+class QueueDepths:
+    """A prometheus-client collector of readings taken from the broker.
+
+    ``panko_collector_queue_messages{queue, kind}``: the messages ready in
+    each queue the workers consume (``kind="consumed"``) and in the
+    dead-letter queue (``kind="dead-letter"``), as of the last ``poll``;
+    ``panko_collector_workers_configured``: ``[collector] workers``.
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        from panko_collector import queues
+
+        self.conf = conf
+        self.kinds = {spec.name: "consumed" for spec in queues.plan(conf)}
+        self.kinds[conf.collector.dead_letter_queue] = "dead-letter"
+        self.depths: dict[str, int] = {}
+        self._failing = False
+
+    def poll(self) -> None:
+        """Read every depth by a passive queue declaration, on a connection of
+        its own, opened for this poll and closed after it.
+
+        Never raises: with the broker unreachable the depths are left out of
+        the metrics (one WARNING, then silence until it is back), rather than
+        showing numbers that are no longer true; a queue that does not exist
+        (yet) is left out.
+        """
+        import amqp.exceptions
+        import kombu.exceptions
+
+        from panko_collector import transport
+
+        url = transport.parse_url(self.conf.transport_url)
+        conn = transport.connection(self.conf, url)
+        try:
+            conn.ensure_connection(max_retries=len(url.hosts), interval_start=0,
+                                   interval_step=0, interval_max=0)
+            channel = conn.channel()
+            depths = {}
+            for name in self.kinds:
+                try:
+                    _, ready, _ = channel.queue_declare(queue=name, passive=True)
+                except amqp.exceptions.NotFound:
+                    channel = conn.channel()  # the broker closed that one
+                    continue
+                depths[name] = int(ready)
+        except (kombu.exceptions.OperationalError, OSError, *conn.connection_errors,
+                *conn.channel_errors) as exc:
+            self.depths = {}
+            if not self._failing:
+                LOG.warning("Cannot read the queue depths from the broker %s (%s); they are "
+                            "left out of the metrics until it answers", url.masked(), exc)
+            self._failing = True
+        else:
+            self.depths = depths
+            if self._failing:
+                LOG.info("Reading the queue depths from the broker again")
+            self._failing = False
+        finally:
+            with contextlib.suppress(Exception):
+                conn.release()
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        depth = GaugeMetricFamily(
+            "panko_collector_queue_messages",
+            "Messages ready in each consumed queue and in the dead-letter queue, read from "
+            "the broker every [collector] summary_interval.", labels=("queue", "kind"))
+        for name, ready in sorted(self.depths.items()):
+            depth.add_metric((name, self.kinds[name]), ready)
+        yield depth
+        yield GaugeMetricFamily("panko_collector_workers_configured",
+                                "Consumer worker processes configured ([collector] workers).",
+                                value=self.conf.collector.workers)
+
+
 class MetricsService(cotyledon.Service):
-    """Serves /metrics for every process of the daemon.
+    """Serves /metrics for every process of the daemon, and reads the queue
+    depths from the broker every ``[collector] summary_interval``.
 
     ``run`` raises when it cannot listen (the master checked at start, so
     only a port taken since), and cotyledon starts it again; the workers
@@ -363,10 +482,14 @@ class MetricsService(cotyledon.Service):
         from prometheus_client import start_http_server
 
         host, port = self.conf.collector.metrics_host, self.conf.collector.metrics_port
-        self._server, _thread = start_http_server(
-            port, host, registry=multiprocess_registry(self.path))
+        registry = multiprocess_registry(self.path)
+        depths = QueueDepths(self.conf)
+        registry.register(depths)
+        self._server, _thread = start_http_server(port, host, registry=registry)
         LOG.info("Serving metrics on http://%s:%d/metrics", host, port)
-        self._stopping.wait()
+        while not self._stopping.is_set():
+            depths.poll()
+            self._stopping.wait(self.conf.collector.summary_interval)
 
     def terminate(self) -> None:
         self._stopping.set()

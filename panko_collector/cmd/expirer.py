@@ -11,13 +11,14 @@ from panko_collector import errors, expirer, service, storage
 
 
 class ProgressBar:
-    """A one-line bar on a terminal: deleted of total, percent and rate."""
+    """A one-line bar on a terminal: done of total, percent and rate."""
 
     WIDTH = 30
 
-    def __init__(self, total: int, out: TextIO) -> None:
+    def __init__(self, total: int, out: TextIO, unit: str = "events") -> None:
         self.total = max(total, 1)
         self.out = out
+        self.unit = unit
         self.started = time.monotonic()
 
     def __call__(self, done: int) -> None:
@@ -26,7 +27,7 @@ class ProgressBar:
         rate = done / max(time.monotonic() - self.started, 1e-6)
         self.out.write(
             f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {frac:6.1%} "
-            f"{done}/{self.total} events, {rate:,.0f}/s"
+            f"{done}/{self.total} {self.unit}, {rate:,.0f}/s"
         )
         self.out.flush()
 

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
@@ -27,6 +28,7 @@ from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for
 from tests.functional.daemon import Collector, write_conf
 from tests.functional.test_collector import count_events, open_store
+from tests.monitoring import dashboard_expressions, metric_names, rule_expressions
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -41,6 +43,8 @@ DEFINITIONS = """\
 """
 
 DEAD_LETTERED = "panko_collector_messages_dead_lettered_total"
+QUEUE = "panko_collector_queue_messages"
+DLQ = "panko-collector.dead-letter"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -94,6 +98,7 @@ def test_metrics_count_what_was_published_across_workers_and_their_deaths(
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp))
+    started = time.time()
     c = Collector(conf_path)
     collectors.append(c)
     c.wait_consuming(2)
@@ -174,7 +179,25 @@ def test_metrics_count_what_was_published_across_workers_and_their_deaths(
     assert value(s, "panko_collector_storage_retries_total") == 0
     assert value(s, "panko_collector_broker_reconnects_total") == 0
     assert value(s, "panko_collector_workers_consuming") == 2
+    assert value(s, "panko_collector_workers_configured") == 2
     assert count_events(url) == stored - 8
+    # Lag: every event a commit took (a redelivery of a stored one too, unless
+    # it shared a batch with its first delivery); only the 8 two days old
+    # beyond the last bucket.
+    lagged = value(s, "panko_collector_event_lag_seconds_count")
+    assert stored <= lagged <= stored + 15
+    assert lagged - value(s, "panko_collector_event_lag_seconds_bucket", le="86400.0") == 8
+    assert started <= value(s, "panko_collector_last_commit_timestamp_seconds") <= time.time()
+    # Queue depths, read from the broker: the 8 dead letters wait, the rest is consumed.
+    depths = wait_for(lambda: (x := scrape(port)) and value(
+        x, QUEUE, queue=DLQ, kind="dead-letter") == 8 and x, what="the dead-letter depth")
+    assert {dict(k[1])["queue"] for k in depths if k[0] == QUEUE} == {
+        "notifications.info", "notifications.error", DLQ}
+    assert value(depths, QUEUE, queue="notifications.info", kind="consumed") == 0
+    # The shipped dashboard and alert rules use no metric this scrape lacks.
+    scraped = {name for name, _labels in depths}
+    for source, exprs in [("dashboard", dashboard_expressions()), ("rules", rule_expressions())]:
+        assert metric_names(exprs) - scraped == set(), source
     (mpdir,) = tmp.glob("panko-collector-metrics-*")
     assert {f"counter_{pid}.db" for pid in first_workers} <= {p.name for p in mpdir.iterdir()}
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +119,45 @@ def test_trait_conversion_failures_are_counted_by_trait() -> None:
                                      {"trait": "memory_mb"}) == 2
     assert registry.get_sample_value("panko_collector_trait_conversion_failures_total",
                                      {"trait": "host"}) is None
+
+
+def test_lag_of_each_committed_event_and_the_time_of_the_last_commit() -> None:
+    from panko_collector.storage import FailedEvent, models
+
+    registry = CollectorRegistry()
+    m = metrics.PrometheusMetrics(registry)
+    get = registry.get_sample_value
+    assert get("panko_collector_last_commit_timestamp_seconds") == 0
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+    def event(seconds_ago: float) -> models.Event:
+        return models.Event(f"m{seconds_ago}", "t", now - datetime.timedelta(seconds=seconds_ago),
+                            [], {})
+
+    recent, hour, refused, future = event(0.2), event(3000), event(7200), event(-60)
+    before = time.time()
+    m.events_committed([recent, hour, refused, future], [FailedEvent(refused, "no")])
+    assert before <= get("panko_collector_last_commit_timestamp_seconds") <= time.time()
+    assert get("panko_collector_event_lag_seconds_count") == 3  # the refused one is not
+    # A publisher clock ahead of ours counts as no lag at all, never negative.
+    assert get("panko_collector_event_lag_seconds_bucket", {"le": "0.5"}) == 2
+    assert get("panko_collector_event_lag_seconds_bucket", {"le": "3600.0"}) == 3
+    assert 3000 <= get("panko_collector_event_lag_seconds_sum") < 3010
+
+
+def test_queue_depths_are_left_out_while_the_broker_cannot_be_read(tmp_path: Path) -> None:
+    port = _free_port()  # nothing listens there
+    conf = _conf(tmp_path, f"[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:{port}/\n"
+                 "[collector]\nworkers = 3\npool = mine\n")
+    depths = metrics.QueueDepths(conf)
+    assert depths.kinds == {"mine": "consumed", "panko-collector.dead-letter": "dead-letter"}
+    depths.depths = {"mine": 5}
+    depths.poll()
+    registry = CollectorRegistry()
+    registry.register(depths)
+    assert registry.get_sample_value("panko_collector_queue_messages",
+                                     {"queue": "mine", "kind": "consumed"}) is None
+    assert registry.get_sample_value("panko_collector_workers_configured") == 3
 
 
 def test_a_taken_port_stops_the_start(tmp_path: Path) -> None:
