@@ -11,7 +11,7 @@ The split that matters to callers is *transient* versus *permanent*:
     ├── DecodeError               permanent, per message: a body that is not a notification
     ├── StorageError              a database operation failed
     │   ├── StorageUnavailable    transient: connection refused or lost; retry the same work
-    │   ├── InvalidMarker         a pagination marker names no stored event
+    │   ├── InvalidMarker         a pagination marker names no event the query matches
     │   └── InvalidQuery          a filter or sort the store cannot express
     └── BrokerError               a RabbitMQ operation failed
         ├── BrokerUnavailable     transient: connection refused or lost; reconnect
@@ -70,7 +70,11 @@ class StorageUnavailable(StorageError, TransientError):
 
 
 class InvalidMarker(StorageError):
-    """A pagination marker that names no stored event."""
+    """A pagination marker that names no event the query matches.
+
+    Either no such event is stored, or it lies outside the filter (and so
+    outside the caller's scope, which is part of the filter).
+    """
 
 
 class InvalidQuery(StorageError):

@@ -537,7 +537,9 @@ class Connection(base.Connection):
     ) -> Iterator[models.Event]:
         """Return the matching events in pagination order (see the module and issue 2).
 
-        Raises ``InvalidMarker`` if ``pagination['marker']`` names no event,
+        Raises ``InvalidMarker`` if ``pagination['marker']`` names no event
+        that ``event_filter`` matches (a missing one, or one outside the filter
+        or the caller's scope: the marker is looked up with the same filter),
         ``StorageError`` for an unknown sort key, direction, operator or value type.
         ``event_filter`` and ``pagination`` are only read.
         """
@@ -571,11 +573,15 @@ class Connection(base.Connection):
             )
             marker = page.get("marker")
             if marker:
+                # The marker must be one of the events this query returns: a
+                # caller cannot probe, or page from, an event outside its scope.
                 found = conn.execute(
-                    sa.select(_event.c.generated, _event.c.message_id).where(
-                        _event.c.message_id == marker)).first()
+                    sa.select(_event.c.generated, _event.c.message_id)
+                    .join(_event_type, _event_type.c.id == _event.c.event_type_id)
+                    .where(*conds, _event.c.message_id == marker)).first()
                 if found is None:
-                    raise errors.InvalidMarker(f"marker {marker!r} names no stored event")
+                    raise errors.InvalidMarker(
+                        f"marker {marker!r} names no event that matches the query")
                 query = query.where(_after(sort, {"generated": found[0], "message_id": found[1]}))
             columns = {"generated": _event.c.generated, "message_id": _event.c.message_id}
             query = query.order_by(*(

@@ -233,6 +233,15 @@ def test_pagination_with_a_filter_and_unknown_marker(loaded: Any) -> None:
     assert first + rest == expected
     with pytest.raises(errors.InvalidMarker):
         conn.get_events(flt, {"marker": "no-such-message"})
+    # A stored event outside the filter is no marker either: a caller scoped
+    # by the filter cannot page from, or learn of, an event it cannot see.
+    other = next(e.message_id for e in evs if e.event_type != "b.end")
+    with pytest.raises(errors.InvalidMarker):
+        conn.get_events(flt, {"marker": other})
+    outside = next(e.message_id for e in evs if trait_value(e, "name", T.TEXT_TYPE) != "n01")
+    by_trait = storage.EventFilter(traits_filter=[{"key": "name", "string": "n01"}])
+    with pytest.raises(errors.InvalidMarker):
+        conn.get_events(by_trait, {"marker": outside})
     with pytest.raises(errors.InvalidQuery):
         conn.get_events(flt, {"sort": [("raw", "asc")]})
     with pytest.raises(errors.InvalidQuery):
@@ -265,6 +274,11 @@ def test_admin_proj_visibility(db_url: str) -> None:
         got = ids(conn.get_events(storage.EventFilter(admin_proj="p1")))
         assert got == ["mine", "no-project", "project-not-text"]
         assert len(ids(conn.get_events(storage.EventFilter()))) == 6
+        # Another project's event is no marker for this project's pages.
+        with pytest.raises(errors.InvalidMarker):
+            conn.get_events(storage.EventFilter(admin_proj="p1"), {"marker": "theirs"})
+        assert ids(conn.get_events(storage.EventFilter(admin_proj="p1"),
+                                   {"marker": "mine"})) == ["no-project", "project-not-text"]
 
 
 def test_event_types_trait_types_and_traits(loaded: Any) -> None:
