@@ -28,11 +28,20 @@ import argparse
 import contextlib
 import datetime
 import hashlib
+import http.client
 import os
 import random
+import socket
+import statistics
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import psycopg
 
@@ -129,6 +138,294 @@ def database(args: argparse.Namespace, dbs: rec.Databases) -> str:
     return url
 
 
+# ------------------------------------------------------------------ queries
+
+@dataclass
+class Case:
+    """One request: the get_events call the API makes for it, and its HTTP form."""
+
+    kind: str
+    flt: storage.EventFilter
+    page: dict[str, Any] | None  # None: a show, called without pagination
+    path: str
+    headers: dict[str, str]
+
+
+#: kind -> what it is, in the order printed.
+QUERIES = {
+    "member_list": "member's default list (limit 100, project_id AND user_id)",
+    "member_type": "member's list with an event_type filter",
+    "admin_poll": "admin all_tenants poll from a start_timestamp (the last day)",
+    "show": "show by message id, with the member's scoping",
+    "marker_deep": "member's page after a marker in the newer half of the history",
+    "admin_own": "admin's default list, own project (admin_proj)",
+}
+PAGE = {"limit": 100, "marker": None, "sort": []}
+
+
+def _member(project: str, user: str) -> dict[str, str]:
+    return {"X-Roles": "member", "X-Project-Id": project, "X-User-Id": user}
+
+
+def _scoping(project: str, user: str) -> list[storage.TraitFilter]:
+    return [{"key": "project_id", "string": project, "op": "eq"},
+            {"key": "user_id", "string": user, "op": "eq"}]
+
+
+def make_cases(url: str, count: int, seed: int) -> dict[str, list[Case]]:
+    """``count`` cases of every kind, over events drawn at random (seeded)."""
+    with rec.pg_connect(url) as pg:
+        lo, hi, first, last = pg.execute(
+            "SELECT min(id), max(id), min(generated), max(generated) FROM event").fetchone()  # type: ignore[misc]
+        rng = random.Random(seed)
+        ids = rng.sample(range(lo, hi + 1), min(hi - lo + 1, count * 3))
+        rows = pg.execute(
+            "SELECT e.message_id, e.generated, t.\"desc\", p.value, u.value FROM event e "
+            "JOIN event_type t ON t.id = e.event_type_id "
+            "JOIN trait_text p ON p.event_id = e.id AND p.key = 'project_id' "
+            "JOIN trait_text u ON u.event_id = e.id AND u.key = 'user_id' "
+            "WHERE e.id = ANY(%s) ORDER BY e.id", (ids,)).fetchall()
+    rng.shuffle(rows)
+    middle = first + (last - first) / 2
+    newer = [r for r in rows if r[1] > middle]
+    cases: dict[str, list[Case]] = {k: [] for k in QUERIES}
+    for i in range(count):
+        mid, _gen, etype, project, user = rows[i % len(rows)]
+        head = _member(project, user)
+        scoping = _scoping(project, user)
+        cases["member_list"].append(Case(
+            "member_list", storage.EventFilter(traits_filter=scoping), PAGE,
+            "/v2/events", head))
+        cases["member_type"].append(Case(
+            "member_type", storage.EventFilter(traits_filter=scoping, event_type=etype), PAGE,
+            "/v2/events?" + urlencode({"q.field": "event_type", "q.op": "eq", "q.value": etype}),
+            head))
+        since = (last - datetime.timedelta(seconds=rng.randrange(86400))).replace(microsecond=0)
+        cases["admin_poll"].append(Case(
+            "admin_poll", storage.EventFilter(start_timestamp=since), PAGE,
+            "/v2/events?" + urlencode([("q.field", "all_tenants"), ("q.value", "True"),
+                                       ("q.field", "start_timestamp"), ("q.op", "ge"),
+                                       ("q.value", since.isoformat())]),
+            {"X-Roles": "admin", "X-Project-Id": "admin-project", "X-User-Id": "admin"}))
+        cases["show"].append(Case(
+            "show", storage.EventFilter(traits_filter=scoping, message_id=mid), None,
+            f"/v2/events/{mid}", head))
+        mmid, _, _, mproject, muser = newer[i % len(newer)]
+        cases["marker_deep"].append(Case(
+            "marker_deep", storage.EventFilter(traits_filter=_scoping(mproject, muser)),
+            {**PAGE, "marker": mmid}, "/v2/events?" + urlencode({"marker": mmid}),
+            _member(mproject, muser)))
+        cases["admin_own"].append(Case(
+            "admin_own", storage.EventFilter(admin_proj=project), PAGE, "/v2/events",
+            {"X-Roles": "admin", "X-Project-Id": project, "X-User-Id": "admin"}))
+    return cases
+
+
+def percentiles(times: list[float]) -> tuple[float, float]:
+    """(p50, p99) in milliseconds."""
+    q = statistics.quantiles(times, n=100, method="inclusive")
+    return q[49] * 1000, q[98] * 1000
+
+
+def storage_floor(conn: Any, cases: dict[str, list[Case]], warmup: int
+                  ) -> dict[str, tuple[list[float], float]]:
+    """Time every case's get_events in this process, the kinds interleaved.
+
+    Returns kind -> (seconds per call, mean events returned); the first
+    ``warmup`` cases of each kind are run but not counted.
+    """
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    got: dict[str, int] = dict.fromkeys(cases, 0)
+    for i in range(len(next(iter(cases.values())))):
+        for kind, of_kind in cases.items():
+            case = of_kind[i]
+            t0 = time.perf_counter()
+            n = len(list(conn.get_events(case.flt, case.page)))
+            elapsed = time.perf_counter() - t0
+            if i >= warmup:
+                times[kind].append(elapsed)
+                got[kind] += n
+    return {k: (v, got[k] / len(v)) for k, v in times.items()}
+
+
+# ---------------------------------------------------------------------- HTTP
+
+class Server:
+    """``panko-collector-api`` in noauth mode on 127.0.0.1, over the bench database."""
+
+    def __init__(self, url: str, workers: int, tmp: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.conf = tmp / "api.conf"
+        self.conf.write_text(
+            "[DEFAULT]\nauth_strategy = noauth\n"
+            f"[database]\nconnection = {url}\n"
+            f"[api]\nhost = 127.0.0.1\nport = {self.port}\nworkers = {workers}\n")
+        exe = Path(sys.executable).parent / "panko-collector-api"
+        self.log = open(tmp / "api.log", "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen([str(exe), "--config-file", str(self.conf)],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                c.request("GET", "/")
+                if c.getresponse().status == 200:
+                    c.close()
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise SystemExit(f"panko-collector-api did not come up; see {tmp / 'api.log'}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the server and its workers so far (Linux /proc)."""
+        total = 0.0
+        pids = [self.proc.pid]
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+                children = (task / "children").read_text().split()
+                pids += [int(c) for c in children]
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
+
+@dataclass
+class Load:
+    """What one load run measured."""
+
+    times: list[float]
+    errors: list[str]
+    elapsed: float
+    client_cpu: float
+    server_cpu: float
+
+    @property
+    def rate(self) -> float:
+        return len(self.times) / self.elapsed
+
+
+def load(server: Server, cases: list[Case], clients: int, time_limit: float) -> Load:
+    """Send every case once, from ``clients`` threads with a keep-alive
+    connection each; stop early after ``time_limit`` seconds."""
+    todo = iter(cases)
+    lock = threading.Lock()
+    times: list[float] = []
+    errors: list[str] = []
+    stop_at = time.monotonic() + time_limit
+
+    def client() -> None:
+        c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            while time.monotonic() < stop_at:
+                with lock:
+                    case = next(todo, None)
+                if case is None:
+                    return
+                t0 = time.perf_counter()
+                try:
+                    c.request("GET", case.path, headers=case.headers)
+                    r = c.getresponse()
+                    body = r.read()
+                    elapsed = time.perf_counter() - t0
+                    if r.status != 200:
+                        errors.append(f"{r.status} {case.path}: {body[:200]!r}")
+                    else:
+                        times.append(elapsed)
+                except (OSError, http.client.HTTPException) as exc:
+                    errors.append(f"{exc!r} {case.path}")
+                    c.close()
+                    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    cpu0, scpu0, t0 = time.process_time(), server.cpu_seconds(), time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return Load(times, errors, time.perf_counter() - t0, time.process_time() - cpu0,
+                server.cpu_seconds() - scpu0)
+
+
+def run(url: str, args: argparse.Namespace) -> None:
+    """The storage floor and (with --http) the HTTP loads, ``args.rounds`` times."""
+    conn = storage.get_connection(url)
+    tmp = Path(tempfile.mkdtemp(prefix="pc_bench_api_"))
+    server = Server(url, args.workers, tmp) if args.http else None
+    summary: dict[tuple[str, str], list[float]] = {}
+
+    def note(kind: str, what: str, value: float) -> float:
+        summary.setdefault((kind, what), []).append(value)
+        return value
+
+    try:
+        for rnd in range(1, args.rounds + 1):
+            cases = make_cases(url, args.repeat + args.warmup, args.seed + rnd)
+            print(f"\nround {rnd}: {args.events} events stored, {args.repeat} requests per "
+                  f"query and load ({args.warmup} more first, not counted); times in ms",
+                  flush=True)
+            floor = storage_floor(conn, cases, args.warmup)
+            print(f"  {'query':12} {'storage p50':>11} {'p99':>7} {'events':>6}" + (
+                f" | {'1 client p50':>12} {'p99':>7} {'req/s':>6} {'overhead':>8}"
+                f" | {'8 clients p50':>13} {'p99':>7} {'req/s':>6} {'x1':>5} {'errors':>6}"
+                f" | {'CPU ms/req: bench':>17} {'server':>6}" if server else ""))
+            for kind, (times, mean) in floor.items():
+                p50, p99 = percentiles(times)
+                note(kind, "storage p50", p50)
+                note(kind, "storage p99", p99)
+                line = f"  {kind:12} {p50:11.2f} {p99:7.2f} {mean:6.1f}"
+                if server:
+                    todo = cases[kind][args.warmup:]
+                    load(server, cases[kind][:args.warmup], 1, args.time_limit)  # warm up
+                    one = load(server, todo, 1, args.time_limit)
+                    eight = load(server, todo, 8, args.time_limit)
+                    h50, h99 = percentiles(one.times) if len(one.times) > 1 else (0.0, 0.0)
+                    e50, e99 = percentiles(eight.times) if len(eight.times) > 1 else (0.0, 0.0)
+                    over = note(kind, "overhead %", (h50 - p50) / p50 * 100)
+                    note(kind, "1 client p50", h50)
+                    note(kind, "1 client p99", h99)
+                    note(kind, "1 client req/s", one.rate)
+                    note(kind, "8 clients req/s", eight.rate)
+                    scale = note(kind, "8/1 clients", eight.rate / one.rate)
+                    errs = len(one.errors) + len(eight.errors)
+                    n = len(one.times) + len(eight.times) + errs
+                    line += (f" | {h50:12.2f} {h99:7.2f} {one.rate:6.0f} {over:7.0f}%"
+                             f" | {e50:13.2f} {e99:7.2f} {eight.rate:6.0f} {scale:5.2f} {errs:6}"
+                             f" | {(one.client_cpu + eight.client_cpu) / n * 1000:17.2f}"
+                             f" {(one.server_cpu + eight.server_cpu) / n * 1000:6.2f}")
+                    for err in (one.errors + eight.errors)[:3]:
+                        line += f"\n      error: {err}"
+                print(line, flush=True)
+        if args.rounds > 1:
+            print(f"\nspread over {args.rounds} rounds (min / median / max):")
+            for (kind, what), values in summary.items():
+                print(f"  {kind:12} {what:16} {min(values):8.2f} {statistics.median(values):8.2f}"
+                      f" {max(values):8.2f}")
+    finally:
+        if server:
+            server.stop()
+        conn.dispose()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--pg-admin", default=os.environ.get(
@@ -139,13 +436,22 @@ def main() -> None:
     p.add_argument("--reuse", action="store_true",
                    help="use (or fill, then keep) the database pc_bench_api_<events>")
     p.add_argument("--fill-only", action="store_true")
+    p.add_argument("--repeat", type=int, default=300, help="timed calls per query")
+    p.add_argument("--warmup", type=int, default=30)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--http", action="store_true",
+                   help="also start panko-collector-api and load it with 1 and 8 clients")
+    p.add_argument("--workers", type=int, default=2, help="[api] workers")
+    p.add_argument("--time-limit", type=float, default=60,
+                   help="seconds at most per load run (per query and client count)")
     args = p.parse_args()
     dbs = rec.Databases(args.pg_admin)
     try:
         url = database(args, dbs)
         if args.fill_only:
             return
-        print(url)
+        run(url, args)
     finally:
         dbs.drop_all()
 
