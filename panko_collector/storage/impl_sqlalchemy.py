@@ -549,7 +549,9 @@ class Connection(base.Connection):
         with self._translated(), self._engine.connect() as conn:
             pg = conn.dialect.name == "postgresql"
             conds = _filter_conditions(event_filter)
-            if pg and traits:
+            # A message id names one event at most: its trait filters are
+            # tested on that row, not looked up first (two queries more).
+            if pg and traits and not event_filter.message_id:
                 # One snapshot for the id lookup and the events.
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
                 # psycopg prepares the statements run often; a generic plan

@@ -112,6 +112,15 @@ def test_filters_combine(loaded: Any) -> None:
     one = evs[5].message_id
     assert ids(conn.get_events(storage.EventFilter(message_id=one))) == [one]
     assert ids(conn.get_events(storage.EventFilter(message_id=one, event_type="nope"))) == []
+    # A show as the API makes it, with the caller's scoping as trait filters.
+    shown = evs[4]
+    name, count = trait_value(shown, "name", T.TEXT_TYPE), trait_value(shown, "count", T.INT_TYPE)
+    assert name is not None and count is not None
+    for value, expect in ((name, [shown.message_id]), ("n99", [])):
+        assert ids(conn.get_events(storage.EventFilter(
+            message_id=shown.message_id, traits_filter=[
+                {"key": "name", "op": "eq", "string": value},
+                {"key": "count", "op": "eq", "integer": count}]))) == expect
     # Exclusive of the microsecond before and after.
     t = evs[0].generated
     assert ids(conn.get_events(storage.EventFilter(
