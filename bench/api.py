@@ -6,20 +6,35 @@
    (``project_id``/``user_id`` text traits, keystone-like hex ids) and over
    the 90 days before the fill, in the order they were generated. Then
    VACUUM ANALYZE.
-2. Storage floor: the ``get_events`` calls the API makes for five queries
-   (see ``QUERIES``), timed in this process, with the project, user, message
-   id and marker varied per repetition: p50/p99.
+2. Storage floor: the ``get_events`` calls the API makes for five queries,
+   and an admin's list without all_tenants (``admin_proj``; see ``QUERIES``),
+   timed in this process, with the project, user, message id and marker
+   varied per call: p50/p99.
+3. With --http: ``panko-collector-api`` (noauth, [api] workers = --workers)
+   started on 127.0.0.1 over the same database. Per query: the API's answers
+   checked against get_events on the warm-up cases; then one client
+   alternating call by call with the storage floor (each on cases of its
+   own, so that both see the same machine load and neither finds the other's
+   pages cached), giving p50/p99, requests/s and the overhead
+   (HTTP p50 - storage p50) / storage p50; then 8 clients (threads with a
+   connection each) giving p50/p99, requests/s, its ratio to one client's
+   and the errors. The CPU the bench and the server used per request, and
+   how many of the 2 CPUs the whole machine kept busy during the 8-client
+   run (others' work included), are printed beside them.
 
-Run (reusing the database between runs; the 1M fill takes a while):
-    .venv/bin/python bench/api.py --events 1000000 --reuse
-    .venv/bin/python bench/api.py --events 100000 --reuse
-Throwaway (created and dropped):
+Every run sends a bounded number of requests (--repeat per query and
+measure) and each 8-client run stops after --time-limit seconds at most.
+
+Run (reusing the database between runs; the 1M fill takes minutes):
+    .venv/bin/python bench/api.py --events 1000000 --reuse --http --rounds 3
+    .venv/bin/python bench/api.py --events 100000 --reuse --http --rounds 3
+Storage floor only, throwaway database (created and dropped):
     .venv/bin/python bench/api.py --events 20000
 
 With --reuse the database is ``pc_bench_api_<N>`` on --pg-admin: filled if
-it does not hold exactly N events, kept afterwards (drop it with
-``--drop``). Without, a database of a unique name is dropped at the end.
-Talks only to the PostgreSQL of --pg-admin.
+it does not hold exactly N events, kept afterwards (``--drop`` drops it).
+Without, a database of a unique name is dropped at the end. Talks only to
+127.0.0.1 and the PostgreSQL of --pg-admin.
 """
 
 from __future__ import annotations
@@ -29,6 +44,7 @@ import contextlib
 import datetime
 import hashlib
 import http.client
+import json
 import os
 import random
 import socket
@@ -307,6 +323,13 @@ class Server:
         return total
 
 
+def get(c: http.client.HTTPConnection, case: Case) -> tuple[int, bytes]:
+    """One request on ``c`` (reopened by http.client when the server closed it)."""
+    c.request("GET", case.path, headers=case.headers)
+    r = c.getresponse()
+    return r.status, r.read()
+
+
 @dataclass
 class Load:
     """What one load run measured."""
@@ -323,8 +346,8 @@ class Load:
 
 
 def load(server: Server, cases: list[Case], clients: int, time_limit: float) -> Load:
-    """Send every case once, from ``clients`` threads with a keep-alive
-    connection each; stop early after ``time_limit`` seconds."""
+    """Send every case once, from ``clients`` threads with a connection each;
+    stop early after ``time_limit`` seconds."""
     todo = iter(cases)
     lock = threading.Lock()
     times: list[float] = []
@@ -341,18 +364,15 @@ def load(server: Server, cases: list[Case], clients: int, time_limit: float) -> 
                     return
                 t0 = time.perf_counter()
                 try:
-                    c.request("GET", case.path, headers=case.headers)
-                    r = c.getresponse()
-                    body = r.read()
+                    status, body = get(c, case)
                     elapsed = time.perf_counter() - t0
-                    if r.status != 200:
-                        errors.append(f"{r.status} {case.path}: {body[:200]!r}")
+                    if status != 200:
+                        errors.append(f"{status} {case.path}: {body[:200]!r}")
                     else:
                         times.append(elapsed)
                 except (OSError, http.client.HTTPException) as exc:
                     errors.append(f"{exc!r} {case.path}")
                     c.close()
-                    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
         finally:
             c.close()
 
@@ -364,6 +384,74 @@ def load(server: Server, cases: list[Case], clients: int, time_limit: float) -> 
         t.join()
     return Load(times, errors, time.perf_counter() - t0, time.process_time() - cpu0,
                 server.cpu_seconds() - scpu0)
+
+
+def side_by_side(conn: Any, server: Server, floor_cases: list[Case], http_cases: list[Case]
+                 ) -> tuple[list[float], Load]:
+    """get_events in this process and HTTP requests by one client, alternated
+    call by call (each on its own case, so neither finds the other's pages
+    in PostgreSQL's cache), so that both see the same machine load."""
+    floor: list[float] = []
+    times: list[float] = []
+    errors: list[str] = []
+    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    cpu = scpu = wall = 0.0
+    for i, (fc, hc) in enumerate(zip(floor_cases, http_cases, strict=True)):
+        for which in ("floor", "http") if i % 2 else ("http", "floor"):
+            if which == "floor":
+                t0 = time.perf_counter()
+                list(conn.get_events(fc.flt, fc.page))
+                floor.append(time.perf_counter() - t0)
+                continue
+            cpu0, scpu0, t0 = time.process_time(), server.cpu_seconds(), time.perf_counter()
+            try:
+                status, body = get(c, hc)
+                if status != 200:
+                    errors.append(f"{status} {hc.path}: {body[:200]!r}")
+                else:
+                    times.append(time.perf_counter() - t0)
+            except (OSError, http.client.HTTPException) as exc:
+                errors.append(f"{exc!r} {hc.path}")
+                c.close()
+            wall += time.perf_counter() - t0
+            cpu += time.process_time() - cpu0
+            scpu += server.cpu_seconds() - scpu0
+    c.close()
+    return floor, Load(times, errors, wall, cpu, scpu)
+
+
+def check_same(conn: Any, server: Server, cases: list[Case]) -> None:
+    """The API answers these cases with the events get_events returns."""
+    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    for case in cases:
+        want = [e.message_id for e in conn.get_events(case.flt, case.page)]
+        status, body = get(c, case)
+        got = json.loads(body) if status == 200 else None
+        got_ids = [got["message_id"]] if isinstance(got, dict) else [
+            e["message_id"] for e in got or ()]
+        if got_ids != want:
+            raise SystemExit(f"{case.path}: the API answered {status} with {got_ids[:3]}..., "
+                             f"get_events {want[:3]}...")
+    c.close()
+
+
+class Machine:
+    """How busy the CPUs were between two readings of /proc/stat."""
+
+    def __init__(self) -> None:
+        self.t0 = self._read()
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    def busy(self) -> float:
+        """CPUs busy on average since the last call (2.0 = both cores)."""
+        t1 = self._read()
+        total, idle = t1[0] - self.t0[0], t1[1] - self.t0[1]
+        self.t0 = t1
+        return (total - idle) / total * (os.cpu_count() or 1) if total else 0.0
 
 
 def run(url: str, args: argparse.Namespace) -> None:
@@ -379,25 +467,35 @@ def run(url: str, args: argparse.Namespace) -> None:
 
     try:
         for rnd in range(1, args.rounds + 1):
-            cases = make_cases(url, args.repeat + args.warmup, args.seed + rnd)
-            print(f"\nround {rnd}: {args.events} events stored, {args.repeat} requests per "
-                  f"query and load ({args.warmup} more first, not counted); times in ms",
-                  flush=True)
-            floor = storage_floor(conn, cases, args.warmup)
+            w, r = args.warmup, args.repeat
+            cases = make_cases(url, w + 3 * r, args.seed + rnd)
+            print(f"\nround {rnd}: {args.events} events stored, {r} calls per query and "
+                  f"measure ({w} more first, not counted); times in ms; load average "
+                  f"{Path('/proc/loadavg').read_text().split()[0]}", flush=True)
             print(f"  {'query':12} {'storage p50':>11} {'p99':>7} {'events':>6}" + (
                 f" | {'1 client p50':>12} {'p99':>7} {'req/s':>6} {'overhead':>8}"
                 f" | {'8 clients p50':>13} {'p99':>7} {'req/s':>6} {'x1':>5} {'errors':>6}"
-                f" | {'CPU ms/req: bench':>17} {'server':>6}" if server else ""))
-            for kind, (times, mean) in floor.items():
+                f" | {'CPU ms/req: bench':>17} {'server':>6} {'CPUs busy':>9}"
+                if server else ""))
+            machine = Machine()
+            for kind, of_kind in cases.items():
+                warm, first, second, third = (of_kind[:w], of_kind[w:w + r],
+                                              of_kind[w + r:w + 2 * r], of_kind[w + 2 * r:])
+                if server is None:
+                    (times, mean), = storage_floor(conn, {kind: warm + first}, w).values()
+                else:
+                    check_same(conn, server, warm)
+                    times, one = side_by_side(conn, server, first, second)
+                    mean = statistics.mean(len(list(conn.get_events(c.flt, c.page)))
+                                           for c in warm)
                 p50, p99 = percentiles(times)
                 note(kind, "storage p50", p50)
                 note(kind, "storage p99", p99)
                 line = f"  {kind:12} {p50:11.2f} {p99:7.2f} {mean:6.1f}"
                 if server:
-                    todo = cases[kind][args.warmup:]
-                    load(server, cases[kind][:args.warmup], 1, args.time_limit)  # warm up
-                    one = load(server, todo, 1, args.time_limit)
-                    eight = load(server, todo, 8, args.time_limit)
+                    machine.busy()
+                    eight = load(server, third, 8, args.time_limit)
+                    busy8 = machine.busy()
                     h50, h99 = percentiles(one.times) if len(one.times) > 1 else (0.0, 0.0)
                     e50, e99 = percentiles(eight.times) if len(eight.times) > 1 else (0.0, 0.0)
                     over = note(kind, "overhead %", (h50 - p50) / p50 * 100)
@@ -411,7 +509,8 @@ def run(url: str, args: argparse.Namespace) -> None:
                     line += (f" | {h50:12.2f} {h99:7.2f} {one.rate:6.0f} {over:7.0f}%"
                              f" | {e50:13.2f} {e99:7.2f} {eight.rate:6.0f} {scale:5.2f} {errs:6}"
                              f" | {(one.client_cpu + eight.client_cpu) / n * 1000:17.2f}"
-                             f" {(one.server_cpu + eight.server_cpu) / n * 1000:6.2f}")
+                             f" {(one.server_cpu + eight.server_cpu) / n * 1000:6.2f}"
+                             f" {busy8:9.2f}")
                     for err in (one.errors + eight.errors)[:3]:
                         line += f"\n      error: {err}"
                 print(line, flush=True)
@@ -436,6 +535,7 @@ def main() -> None:
     p.add_argument("--reuse", action="store_true",
                    help="use (or fill, then keep) the database pc_bench_api_<events>")
     p.add_argument("--fill-only", action="store_true")
+    p.add_argument("--drop", action="store_true", help="drop pc_bench_api_<events> and stop")
     p.add_argument("--repeat", type=int, default=300, help="timed calls per query")
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--seed", type=int, default=1)
@@ -447,6 +547,10 @@ def main() -> None:
                    help="seconds at most per load run (per query and client count)")
     args = p.parse_args()
     dbs = rec.Databases(args.pg_admin)
+    if args.drop:
+        with psycopg.connect(**dbs.conninfo, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "pc_bench_api_{args.events}" WITH (FORCE)')
+        return
     try:
         url = database(args, dbs)
         if args.fill_only:
