@@ -74,13 +74,14 @@ def free_port() -> int:
 class ApiServer:
     """``panko-collector-api --config-file F`` in noauth mode (or as ``extra`` says)."""
 
-    def __init__(self, directory: Path, db_url: str, extra: str = "", workers: int = 1) -> None:
+    def __init__(self, directory: Path, db_url: str, extra: str = "", workers: int = 1,
+                 auth_strategy: str = "noauth") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.conf_path = directory / "api.conf"
         self.log_path = directory / "api.log"
         text = (
-            "[DEFAULT]\nauth_strategy = noauth\n"
+            f"[DEFAULT]\nauth_strategy = {auth_strategy}\n"
             f"[database]\nconnection = {db_url}\n"
             f"[api]\nhost = 127.0.0.1\nport = {self.port}\nworkers = {workers}\n"
         )

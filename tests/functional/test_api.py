@@ -465,3 +465,33 @@ def test_database_outage_is_a_503_without_secrets(tmp_path: Path) -> None:
 
 def api_get(server: ApiServer, path: str) -> Any:
     return server.get(path, ADMIN)
+
+
+def test_noauth_says_so_and_keystone_mode_requires_a_token(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    for conn in open_storage(url):
+        conn.record_events(EVENTS)
+    (tmp_path / "noauth").mkdir()
+    noauth = ApiServer(tmp_path / "noauth", url)
+    try:
+        assert "WARNING" in noauth.log() and "NOT authenticated" in noauth.log()
+    finally:
+        noauth.stop()
+    (tmp_path / "keystone").mkdir()
+    # auth_token refuses a request without a token by itself, without asking
+    # Keystone (the real-token tests need a Keystone; see the keystone fixture).
+    keystone = ApiServer(tmp_path / "keystone", url, extra=(
+        "[keystone_authtoken]\nwww_authenticate_uri = http://127.0.0.1:1/identity\n"
+        "auth_url = http://127.0.0.1:1/identity\n"), auth_strategy="keystone")
+    try:
+        assert "NOT authenticated" not in keystone.log()
+        assert keystone.get("/").status_code == 200
+        assert keystone.get("/healthcheck").status_code == 200
+        for headers in ({}, ADMIN, {**ADMIN, "X-Identity-Status": "Confirmed"}):
+            refused = keystone.get("/v2/events", headers)
+            assert refused.status_code == 401, refused.text
+            assert refused.json()["error"]["code"] == 401
+            assert refused.headers["WWW-Authenticate"].startswith("Keystone uri=")
+            assert refused.headers["x-openstack-request-id"].startswith("req-")
+    finally:
+        keystone.stop()
