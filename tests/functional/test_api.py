@@ -495,3 +495,27 @@ def test_noauth_says_so_and_keystone_mode_requires_a_token(tmp_path: Path) -> No
             assert refused.headers["x-openstack-request-id"].startswith("req-")
     finally:
         keystone.stop()
+
+
+def test_a_policy_file_changes_the_rules(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    for conn in open_storage(url):
+        conn.record_events(EVENTS)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('"telemetry:events:show": "rule:context_is_admin"\n'
+                      '"context_is_admin": "role:admin or role:auditor"\n')
+    server = ApiServer(tmp_path, url, extra=f"[oslo_policy]\npolicy_file = {policy}\n")
+    try:
+        denied = server.get("/v2/events/msg-a-1", MEMBER_A)
+        assert denied.status_code == 403
+        assert fault(denied) == "RBAC Authorization Failed"
+        assert ids(server.get("/v2/events", MEMBER_A)) == ["msg-a-1", "msg-a-2", "msg-a-3"]
+        auditor = {**MEMBER_A, "X-Roles": "auditor"}
+        # An admin now: proj-a's events (any user's) and those of no project.
+        assert every(server, auditor) == ["msg-a-1", "msg-b-1", "msg-service", "msg-a-2",
+                                          "msg-a-3"]
+        assert server.get("/v2/event_types", auditor).status_code == 200
+        assert server.get("/v2/events/msg-b-1", auditor).status_code == 200
+        assert server.get("/v2/events/msg-admin-1", auditor).status_code == 404
+    finally:
+        server.stop()
