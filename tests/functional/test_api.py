@@ -102,6 +102,7 @@ def test_root_capabilities_and_healthcheck(api: ApiServer) -> None:
         assert caps.headers["x-openstack-request-id"].startswith("req-")
     health = api.get("/healthcheck")
     assert (health.status_code, health.text) == (200, "OK")
+    assert api.request("HEAD", "/healthcheck").status_code == 200
     for path in ("/v2", "/v2/", "/v2/events.json", "/v2/events/x/extra", "/v2/nothing"):
         missing = api.get(path, ADMIN)
         assert missing.status_code == 404, path
@@ -396,6 +397,9 @@ def test_bad_input_gets_a_json_4xx_and_the_server_stays_up(api: ApiServer) -> No
         (LIST + "?" + "&".join(["q.field=a"] * 10000), {}, 414),
         (LIST + "?" + "&".join(["q.field=a&q.value=b"] * 101), {}, 400),
         (LIST, {"json": {"q": [{"field": "a", "value": "b"}] * 10000}}, 400),
+        # The same without a Content-Length (chunked).
+        (LIST, {"data": iter([b'{"q": "'] + [b"x" * (1 << 20)] * 10 + [b'"}']),
+                "headers": {**ADMIN, "Content-Type": "application/json"}}, 413),
         (LIST, {"data": b'{"q": "' + b"x" * (10 << 20) + b'"}',
                 "headers": {**ADMIN, "Content-Type": "application/json"}}, 413),
         (LIST + "?q.field=state&q.value=%ff%fe", {}, 400),
@@ -455,6 +459,7 @@ def test_database_outage_is_a_503_without_secrets(tmp_path: Path) -> None:
         for path in ("/v2/events", "/v2/events/x", "/v2/event_types", "/healthcheck"):
             got = api_get(server, path)
             assert got.status_code == 503, (path, got.text)
+            assert server.request("HEAD", "/healthcheck").status_code == 503
             assert fault(got) in ("The event database is unavailable; try again later.",)
             for secret in ("s3cretpw", "SELECT", "Traceback", "psycopg", "127.0.0.1:1"):
                 assert secret not in got.text
