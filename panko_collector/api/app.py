@@ -52,7 +52,7 @@ _CORS_DEFAULTS = {
 _REASONS = {
     404: "The resource could not be found.",
     405: "The method is not allowed: this API only answers GET.",
-    413: f"The request body is too large: at most {query.MAX_BODY_BYTES} bytes.",
+    413: f"The request body is too large: it must be under {query.MAX_BODY_BYTES} bytes.",
 }
 
 
@@ -90,10 +90,17 @@ def _error_response(exc: Exception) -> flask.Response:
 
 
 def _only_get() -> None:
-    """Routing errors first (404, then 405), then anything but GET is 405 (HEAD too)."""
-    if flask.request.routing_exception is not None:
-        raise flask.request.routing_exception
-    if flask.request.method != "GET":
+    """Routing errors first (404, then 405), then anything but GET is 405.
+
+    HEAD too, as in Panko, but on /healthcheck, which load balancers may probe
+    with HEAD (oslo.middleware's healthcheck answered it).
+    """
+    request = flask.request
+    if request.routing_exception is not None:
+        raise request.routing_exception
+    if request.method == "HEAD" and request.endpoint == "healthcheck":
+        return
+    if request.method != "GET":
         raise http_errors.MethodNotAllowed(["GET"])
 
 

@@ -40,7 +40,7 @@ SPECIAL_FIELDS = {
 }
 #: At most this many filters in one request: each one is a condition of the query.
 MAX_QUERIES = 100
-#: Request bodies larger than this are refused (413) before they are read.
+#: Request bodies of this size or more are refused (413).
 MAX_BODY_BYTES = 1 << 20
 #: Body content types read as JSON (WSME's list).
 JSON_TYPES = ("application/json", "text/javascript", "application/javascript")

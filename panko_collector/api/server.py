@@ -38,24 +38,32 @@ MAX_REQUEST_LINE = 8190
 
 
 class JsonErrorWorker(SyncWorker):  # type: ignore[misc]
-    """gunicorn's sync worker, answering an over-long request line or header
-    block in Panko's JSON error shape rather than an HTML page."""
+    """gunicorn's sync worker, answering a request it cannot parse (over-long
+    request line or headers, bytes that are not HTTP) in Panko's JSON error
+    shape rather than an HTML page."""
 
-    _LIMITS = {
-        http_errors.LimitRequestLine: (414, "URI Too Long",
-                                       f"The request line is longer than {MAX_REQUEST_LINE} "
-                                       "bytes: send the filters in a JSON body instead."),
-        http_errors.LimitRequestHeaders: (431, "Request Header Fields Too Large",
-                                          "The request headers are too large."),
-    }
+    #: gunicorn's parse errors that are the client's, and what we answer.
+    _CLIENT_ERRORS: list[tuple[type[Exception], int, str, str]] = [
+        (http_errors.LimitRequestLine, 414, "URI Too Long",
+         f"The request line is longer than {MAX_REQUEST_LINE} bytes: send the filters "
+         "in a JSON body instead."),
+        (http_errors.LimitRequestHeaders, 431, "Request Header Fields Too Large",
+         "The request headers are too large."),
+        (http_errors.InvalidRequestLine, 400, "Bad Request",
+         "The request line is not valid HTTP: it must be ASCII, with the query string "
+         "percent-encoded as UTF-8."),
+        (http_errors.InvalidRequestMethod, 400, "Bad Request", "Invalid HTTP method."),
+        (http_errors.InvalidHTTPVersion, 400, "Bad Request", "Invalid HTTP version."),
+    ]
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
-        for kind, (status, reason, message) in self._LIMITS.items():
+        for kind, status, reason, message in self._CLIENT_ERRORS:
             if isinstance(exc, kind):
                 self.log.warning("Invalid request from %s: %s", (addr or ("",))[0], exc)
                 body = json.dumps(render.error(status, message)).encode()
                 head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
-                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+                        f"Content-Type: application/json\r\nContent-Length: {len(body)}"
+                        "\r\n\r\n")
                 try:
                     client.sendall(head.encode("latin-1") + body)
                 except OSError:

@@ -12,6 +12,7 @@ from typing import Any
 
 import flask
 from oslo_config import cfg
+from werkzeug import exceptions as http_errors
 
 from panko_collector import errors, storage
 from panko_collector.api import query, render
@@ -93,7 +94,11 @@ class Views:
     def list_events(self) -> flask.Response:
         identity, admin = self._caller()
         request = flask.request
-        body = query.parse_body(request.get_data(cache=False), request.content_type)
+        data = request.get_data(cache=False)
+        if len(data) >= query.MAX_BODY_BYTES:
+            # A chunked body is cut at the limit rather than refused: refuse it here.
+            raise http_errors.RequestEntityTooLarge()
+        body = query.parse_body(data, request.content_type)
         args = query.collect(query.split_query_string(request.query_string), body)
         self.policy.authorize(INDEX_RULE, identity)
         event_filter = query.event_filter(args.queries, identity, admin)
