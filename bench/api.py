@@ -47,6 +47,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -63,8 +64,10 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import record_events as rec
+from werkzeug.test import EnvironBuilder
 
-from panko_collector import storage
+from panko_collector import service, storage
+from panko_collector.api import app as api_app
 
 PROJECTS = 1000
 USERS_PER_PROJECT = 5
@@ -294,7 +297,8 @@ class Server:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise SystemExit(f"panko-collector-api did not come up; see {tmp / 'api.log'}")
+                tail = (tmp / "api.log").read_text(errors="replace")[-2000:]
+                raise SystemExit(f"panko-collector-api did not come up:\n{tail}")
             time.sleep(0.2)
 
     def stop(self) -> None:
@@ -386,38 +390,69 @@ def load(server: Server, cases: list[Case], clients: int, time_limit: float) -> 
                 server.cpu_seconds() - scpu0)
 
 
-def side_by_side(conn: Any, server: Server, floor_cases: list[Case], http_cases: list[Case]
-                 ) -> tuple[list[float], Load]:
-    """get_events in this process and HTTP requests by one client, alternated
-    call by call (each on its own case, so neither finds the other's pages
-    in PostgreSQL's cache), so that both see the same machine load."""
+def wsgi_call(app: Any, case: Case) -> tuple[str, bytes]:
+    """One request through the WSGI application in this process (no server, no TCP)."""
+    environ = EnvironBuilder(path=case.path, headers=case.headers).get_environ()
+    status: list[str] = []
+
+    def start_response(s: str, _headers: Any, _exc_info: Any = None) -> Any:
+        status.append(s)
+        return lambda _data: None
+
+    body = b"".join(app(environ, start_response))
+    return status[0], body
+
+
+def side_by_side(conn: Any, server: Server, app: Any, floor_cases: list[Case],
+                 http_cases: list[Case], wsgi_cases: list[Case]
+                 ) -> tuple[list[float], Load, list[float]]:
+    """get_events in this process, HTTP requests by one client, and the same
+    requests made to the WSGI application in this process, rotated call by
+    call (each on cases of its own, so that none finds another's pages in
+    PostgreSQL's cache), so that all three see the same machine load.
+
+    The WSGI times split the API's overhead: WSGI - storage is the
+    application's (middleware, Flask, policy, rendering, JSON); HTTP - WSGI
+    is gunicorn's and the connection's."""
     floor: list[float] = []
+    in_process: list[float] = []
     times: list[float] = []
     errors: list[str] = []
     c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     cpu = scpu = wall = 0.0
-    for i, (fc, hc) in enumerate(zip(floor_cases, http_cases, strict=True)):
-        for which in ("floor", "http") if i % 2 else ("http", "floor"):
+    order = ("floor", "http", "wsgi")
+    for i, cases in enumerate(zip(floor_cases, http_cases, wsgi_cases, strict=True)):
+        for n in range(3):
+            which = order[(i + n) % 3]
             if which == "floor":
+                fc = cases[0]
                 t0 = time.perf_counter()
                 list(conn.get_events(fc.flt, fc.page))
                 floor.append(time.perf_counter() - t0)
-                continue
-            cpu0, scpu0, t0 = time.process_time(), server.cpu_seconds(), time.perf_counter()
-            try:
-                status, body = get(c, hc)
-                if status != 200:
-                    errors.append(f"{status} {hc.path}: {body[:200]!r}")
-                else:
-                    times.append(time.perf_counter() - t0)
-            except (OSError, http.client.HTTPException) as exc:
-                errors.append(f"{exc!r} {hc.path}")
-                c.close()
-            wall += time.perf_counter() - t0
-            cpu += time.process_time() - cpu0
-            scpu += server.cpu_seconds() - scpu0
+            elif which == "wsgi":
+                wc = cases[2]
+                t0 = time.perf_counter()
+                wstatus, body = wsgi_call(app, wc)
+                in_process.append(time.perf_counter() - t0)
+                if not wstatus.startswith("200"):
+                    errors.append(f"in process {wstatus} {wc.path}: {body[:200]!r}")
+            else:
+                hc = cases[1]
+                cpu0, scpu0, t0 = time.process_time(), server.cpu_seconds(), time.perf_counter()
+                try:
+                    status, body = get(c, hc)
+                    if status != 200:
+                        errors.append(f"{status} {hc.path}: {body[:200]!r}")
+                    else:
+                        times.append(time.perf_counter() - t0)
+                except (OSError, http.client.HTTPException) as exc:
+                    errors.append(f"{exc!r} {hc.path}")
+                    c.close()
+                wall += time.perf_counter() - t0
+                cpu += time.process_time() - cpu0
+                scpu += server.cpu_seconds() - scpu0
     c.close()
-    return floor, Load(times, errors, wall, cpu, scpu)
+    return floor, Load(times, errors, wall, cpu, scpu), in_process
 
 
 def check_same(conn: Any, server: Server, cases: list[Case]) -> None:
@@ -459,6 +494,9 @@ def run(url: str, args: argparse.Namespace) -> None:
     conn = storage.get_connection(url)
     tmp = Path(tempfile.mkdtemp(prefix="pc_bench_api_"))
     server = Server(url, args.workers, tmp) if args.http else None
+    # The API's own WSGI application, as its wsgi module builds it.
+    app = api_app.load_app(service.prepare_service([], config_files=[str(server.conf)])) \
+        if server else None
     summary: dict[tuple[str, str], list[float]] = {}
 
     def note(kind: str, what: str, value: float) -> float:
@@ -468,24 +506,29 @@ def run(url: str, args: argparse.Namespace) -> None:
     try:
         for rnd in range(1, args.rounds + 1):
             w, r = args.warmup, args.repeat
-            cases = make_cases(url, w + 3 * r, args.seed + rnd)
+            cases = make_cases(url, w + 4 * r, args.seed + rnd)
             print(f"\nround {rnd}: {args.events} events stored, {r} calls per query and "
                   f"measure ({w} more first, not counted); times in ms; load average "
                   f"{Path('/proc/loadavg').read_text().split()[0]}", flush=True)
             print(f"  {'query':12} {'storage p50':>11} {'p99':>7} {'events':>6}" + (
                 f" | {'1 client p50':>12} {'p99':>7} {'req/s':>6} {'overhead':>8}"
+                f" {'of which app':>12}"
                 f" | {'8 clients p50':>13} {'p99':>7} {'req/s':>6} {'x1':>5} {'errors':>6}"
                 f" | {'CPU ms/req: bench':>17} {'server':>6} {'CPUs busy':>9}"
                 if server else ""))
             machine = Machine()
             for kind, of_kind in cases.items():
-                warm, first, second, third = (of_kind[:w], of_kind[w:w + r],
-                                              of_kind[w + r:w + 2 * r], of_kind[w + 2 * r:])
+                warm, first, second, third, fourth = (
+                    of_kind[:w], of_kind[w:w + r], of_kind[w + r:w + 2 * r],
+                    of_kind[w + 2 * r:w + 3 * r], of_kind[w + 3 * r:])
                 if server is None:
                     (times, mean), = storage_floor(conn, {kind: warm + first}, w).values()
                 else:
                     check_same(conn, server, warm)
-                    times, one = side_by_side(conn, server, first, second)
+                    times, one, wsgi = side_by_side(conn, server, app, first, second,
+                                                    fourth)
+                    for case in warm:
+                        wsgi_call(app, case)
                     mean = statistics.mean(len(list(conn.get_events(c.flt, c.page)))
                                            for c in warm)
                 p50, p99 = percentiles(times)
@@ -499,6 +542,8 @@ def run(url: str, args: argparse.Namespace) -> None:
                     h50, h99 = percentiles(one.times) if len(one.times) > 1 else (0.0, 0.0)
                     e50, e99 = percentiles(eight.times) if len(eight.times) > 1 else (0.0, 0.0)
                     over = note(kind, "overhead %", (h50 - p50) / p50 * 100)
+                    w50 = percentiles(wsgi)[0]
+                    app_over = note(kind, "app overhead %", (w50 - p50) / p50 * 100)
                     note(kind, "1 client p50", h50)
                     note(kind, "1 client p99", h99)
                     note(kind, "1 client req/s", one.rate)
@@ -507,6 +552,7 @@ def run(url: str, args: argparse.Namespace) -> None:
                     errs = len(one.errors) + len(eight.errors)
                     n = len(one.times) + len(eight.times) + errs
                     line += (f" | {h50:12.2f} {h99:7.2f} {one.rate:6.0f} {over:7.0f}%"
+                             f" {app_over:11.0f}%"
                              f" | {e50:13.2f} {e99:7.2f} {eight.rate:6.0f} {scale:5.2f} {errs:6}"
                              f" | {(one.client_cpu + eight.client_cpu) / n * 1000:17.2f}"
                              f" {(one.server_cpu + eight.server_cpu) / n * 1000:6.2f}"
@@ -522,6 +568,7 @@ def run(url: str, args: argparse.Namespace) -> None:
     finally:
         if server:
             server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
         conn.dispose()
 
 
