@@ -48,6 +48,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -593,6 +594,8 @@ def main() -> None:
     p.add_argument("--time-limit", type=float, default=60,
                    help="seconds at most per load run (per query and client count)")
     args = p.parse_args()
+    # Stopped by SIGTERM, still stop the server and drop the database.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     dbs = rec.Databases(args.pg_admin)
     if args.drop:
         with psycopg.connect(**dbs.conninfo, autocommit=True) as c:
