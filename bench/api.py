@@ -519,6 +519,8 @@ def run(url: str, args: argparse.Namespace) -> None:
                 if server else ""))
             machine = Machine()
             for kind, of_kind in cases.items():
+                if kind not in args.queries:
+                    continue
                 warm, first, second, third, fourth = (
                     of_kind[:w], of_kind[w:w + r], of_kind[w + r:w + 2 * r],
                     of_kind[w + 2 * r:w + 3 * r], of_kind[w + 3 * r:])
@@ -588,6 +590,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--queries", type=lambda v: v.split(","), default=list(QUERIES),
+                   help=f"comma-separated, of {','.join(QUERIES)} (default: all)")
     p.add_argument("--http", action="store_true",
                    help="also start panko-collector-api and load it with 1 and 8 clients")
     p.add_argument("--workers", type=int, default=2, help="[api] workers")
