@@ -393,6 +393,11 @@ def load(server: Server, cases: list[Case], clients: int, time_limit: float) -> 
 
 def wsgi_call(app: Any, case: Case) -> tuple[str, bytes]:
     """One request through the WSGI application in this process (no server, no TCP)."""
+    return wsgi_timed(app, case)[:2]
+
+
+def wsgi_timed(app: Any, case: Case) -> tuple[str, bytes, float]:
+    """``wsgi_call`` and the seconds it took, the environ made beforehand."""
     environ = EnvironBuilder(path=case.path, headers=case.headers).get_environ()
     status: list[str] = []
 
@@ -400,8 +405,9 @@ def wsgi_call(app: Any, case: Case) -> tuple[str, bytes]:
         status.append(s)
         return lambda _data: None
 
+    t0 = time.perf_counter()
     body = b"".join(app(environ, start_response))
-    return status[0], body
+    return status[0], body, time.perf_counter() - t0
 
 
 def side_by_side(conn: Any, server: Server, app: Any, floor_cases: list[Case],
@@ -432,9 +438,8 @@ def side_by_side(conn: Any, server: Server, app: Any, floor_cases: list[Case],
                 floor.append(time.perf_counter() - t0)
             elif which == "wsgi":
                 wc = cases[2]
-                t0 = time.perf_counter()
-                wstatus, body = wsgi_call(app, wc)
-                in_process.append(time.perf_counter() - t0)
+                wstatus, body, elapsed = wsgi_timed(app, wc)
+                in_process.append(elapsed)
                 if not wstatus.startswith("200"):
                     errors.append(f"in process {wstatus} {wc.path}: {body[:200]!r}")
             else:
