@@ -7,6 +7,7 @@ inherited, then opens its own.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -96,6 +97,12 @@ def settings(conf: cfg.ConfigOpts, conn: storage.Connection) -> dict[str, Any]:
     def post_fork(_server: Any, _worker: Any) -> None:
         # Pooled connections must not be shared with the master or siblings.
         conn.dispose()
+        # What the worker inherits lives as long as it does: out of Python's
+        # full collections, which a page of events (thousands of objects)
+        # sets off every few dozen requests, and which walking the whole
+        # application made a 40 ms pause (the p99 of a list).
+        gc.collect()
+        gc.freeze()
 
     return {
         "bind": [bind],
