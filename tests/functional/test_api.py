@@ -524,3 +524,45 @@ def test_a_policy_file_changes_the_rules(tmp_path: Path) -> None:
         assert server.get("/v2/events/msg-admin-1", auditor).status_code == 404
     finally:
         server.stop()
+
+
+def test_wsgi_module_under_another_server(tmp_path: Path) -> None:
+    """``panko_collector.api.wsgi:application`` reads PANKO_COLLECTOR_CONFIG_FILE."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from tests.functional.api_server import free_port
+
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    for conn in open_storage(url):
+        conn.record_events(EVENTS)
+    conf = tmp_path / "api.conf"
+    conf.write_text(f"[database]\nconnection = {url}\n")
+    noauth = tmp_path / "noauth.conf"
+    noauth.write_text("[DEFAULT]\nauth_strategy = noauth\n")
+    port = free_port()
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    proc = subprocess.Popen(
+        [str(gunicorn), "--workers", "1", "--bind", f"127.0.0.1:{port}",
+         "--no-control-socket", "panko_collector.api.wsgi:application"],
+        env={**os.environ, "PANKO_COLLECTOR_CONFIG_FILE": f"{conf}, {noauth}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+            try:
+                got = requests.get(f"http://127.0.0.1:{port}/v2/events", headers=MEMBER_A,
+                                   timeout=10)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert [e["message_id"] for e in got.json()] == ["msg-a-1", "msg-a-2", "msg-a-3"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
