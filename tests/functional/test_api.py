@@ -566,3 +566,37 @@ def test_wsgi_module_under_another_server(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_identity_headers_auth_token_blanked_count_as_absent(tmp_path: Path) -> None:
+    """auth_token blanks the identity headers a token lacks by storing None in
+    the WSGI environ (a forged OpenStack-System-Scope of a project token
+    too): the app factory's application reads them as absent."""
+    from oslo_config import cfg
+    from werkzeug.test import Client
+
+    from panko_collector import service, storage
+    from panko_collector.api import app
+
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    for conn in open_storage(url):
+        conn.record_events(EVENTS)
+    conf = cfg.ConfigOpts()
+    service.register_opts(conf)
+    conf([], project="panko-collector-test", default_config_files=[])
+    conf.set_override("auth_strategy", "noauth")
+    connection = storage.get_connection(url)
+    try:
+        client = Client(app.build_app(conf, connection))
+        member = {"HTTP_X_USER_ID": "user-a", "HTTP_X_PROJECT_ID": "proj-a",
+                  "HTTP_X_ROLES": "member", "HTTP_OPENSTACK_SYSTEM_SCOPE": None}
+        got = client.get("/v2/events", environ_overrides=member)
+        assert [e["message_id"] for e in got.json] == ["msg-a-1", "msg-a-2", "msg-a-3"]
+        system_admin = {"HTTP_X_USER_ID": "user-admin", "HTTP_X_PROJECT_ID": None,
+                        "HTTP_X_ROLES": "admin", "HTTP_OPENSTACK_SYSTEM_SCOPE": "all"}
+        got = client.get("/v2/events", environ_overrides=system_admin)
+        assert len(got.json) == len(EVENTS)
+        unscoped = {**system_admin, "HTTP_OPENSTACK_SYSTEM_SCOPE": None}
+        assert client.get("/v2/events", environ_overrides=unscoped).status_code == 403
+    finally:
+        connection.dispose()
