@@ -26,6 +26,7 @@ from tests.functional.api_server import (
     ids,
     scoping_events,
 )
+from tests.functional.daemon import children
 from tests.functional.storage_helpers import open_storage
 
 DEFAULT_LIMIT, MAX_LIMIT = 3, 5
@@ -435,6 +436,12 @@ def test_bad_input_gets_a_json_4xx_and_the_server_stays_up(api: ApiServer) -> No
     status, message = _raw_get(api, b"/v2/events?q.field=state&q.value=\xe9t\xe9")
     assert status == 400 and "percent-encoded as UTF-8" in message
     assert api.alive()
+    # Memory stays bounded: no worker kept the 10 MB bodies (or anything near).
+    for worker in children(api.proc.pid):
+        status_text = Path(f"/proc/{worker}/status").read_text()
+        rss_kb = int(next(line.split()[1] for line in status_text.splitlines()
+                          if line.startswith("VmRSS:")))
+        assert rss_kb < 200 * 1024, (worker, rss_kb)
 
 
 def _raw_get(api: ApiServer, target: bytes) -> tuple[int, str]:
