@@ -607,3 +607,20 @@ def test_identity_headers_auth_token_blanked_count_as_absent(tmp_path: Path) -> 
         assert client.get("/v2/events", environ_overrides=unscoped).status_code == 403
     finally:
         connection.dispose()
+
+
+def test_systemd_hears_ready_once_the_api_listens(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit is Type=notify: gunicorn's master sends READY=1 once it listens."""
+    import socket
+
+    notify = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(notify))
+        listener.settimeout(60)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(notify))
+        server = ApiServer(tmp_path, f"sqlite:///{tmp_path / 'events.sqlite'}")
+        try:
+            assert listener.recv(4096).decode().splitlines()[0] == "READY=1"
+        finally:
+            server.stop()
