@@ -19,7 +19,11 @@ def policy(tmp_path: Path, rules: str = "") -> Policy:
     path = tmp_path / "policy.yaml"
     if rules:
         path.write_text(rules)
-    policy_opts.set_defaults(conf, policy_file=str(path))
+    # An override on this conf (oslo.policy's set_defaults would change the
+    # default of every later ConfigOpts in the process).
+    for group, options in policy_opts.list_opts():
+        conf.register_opts(options, group=group)
+    conf.set_override("policy_file", str(path), group="oslo_policy")
     return Policy(conf)
 
 
