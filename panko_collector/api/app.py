@@ -29,17 +29,6 @@ LOG = logging.getLogger(__name__)
 
 WSGIApp = Callable[..., Any]
 
-OPTS = [
-    cfg.StrOpt(
-        "auth_strategy", default="keystone",
-        choices=[("keystone", "Keystone tokens, checked by keystonemiddleware's auth_token "
-                              "with the options of [keystone_authtoken]"),
-                 ("noauth", "no authentication: the X-User-Id, X-Project-Id and X-Roles "
-                            "headers are trusted as sent (tests, or behind a gateway that "
-                            "authenticates and sets them)")],
-        help="How the API authenticates its callers."),
-]
-
 #: Headers a browser may send and read (Panko's CORS defaults).
 _CORS_DEFAULTS = {
     "allow_headers": ["X-Auth-Token", "X-Identity-Status", "X-Roles", "X-Service-Catalog",

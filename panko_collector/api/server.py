@@ -24,15 +24,6 @@ from panko_collector.api.app import WSGIApp
 
 LOG = logging.getLogger(__name__)
 
-OPTS = [
-    cfg.HostAddressOpt("host", default="0.0.0.0",
-                       help="Address the API listens on."),
-    cfg.PortOpt("port", default=8977, help="TCP port the API listens on (Panko's)."),
-    cfg.IntOpt("workers", min=1,
-               help="Worker processes serving requests, each one request at a time "
-                    "(default: one per CPU)."),
-]
-
 #: The longest request line accepted (gunicorn's own ceiling): room for
 #: about a hundred filters in the query string.
 MAX_REQUEST_LINE = 8190

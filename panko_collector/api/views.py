@@ -18,15 +18,6 @@ from panko_collector import errors, storage
 from panko_collector.api import query, render
 from panko_collector.api.policy import INDEX_RULE, SHOW_RULE, Policy
 
-OPTS = [
-    cfg.IntOpt("default_api_return_limit", default=100, min=1,
-               help="Events returned by GET /v2/events when the request gives no limit "
-                    "(or 0), as in Panko."),
-    cfg.IntOpt("max_limit", default=1000, min=1,
-               help="Most events one GET /v2/events returns: a larger limit is lowered "
-                    "to this (Panko had no cap). Clients page with the marker."),
-]
-
 
 def json_response(body: Any, status: int = 200) -> flask.Response:
     return flask.Response(render.dumps(body), status=status, content_type="application/json")

@@ -26,6 +26,7 @@ from tests.functional.api_server import (
     ids,
     scoping_events,
 )
+from tests.functional.daemon import children
 from tests.functional.storage_helpers import open_storage
 
 DEFAULT_LIMIT, MAX_LIMIT = 3, 5
@@ -60,6 +61,14 @@ def api(request: pytest.FixtureRequest,
     finally:
         if databases is not None:
             next(databases, None)
+
+
+def sqlite_with_events(directory: Path) -> str:
+    """The URL of a SQLite database in ``directory`` holding the scoping events."""
+    url = f"sqlite:///{directory / 'events.sqlite'}"
+    for conn in open_storage(url):
+        conn.record_events(EVENTS)
+    return url
 
 
 def every(api: ApiServer, headers: dict[str, str], **params: Any) -> list[str]:
@@ -435,6 +444,12 @@ def test_bad_input_gets_a_json_4xx_and_the_server_stays_up(api: ApiServer) -> No
     status, message = _raw_get(api, b"/v2/events?q.field=state&q.value=\xe9t\xe9")
     assert status == 400 and "percent-encoded as UTF-8" in message
     assert api.alive()
+    # Memory stays bounded: no worker kept the 10 MB bodies (or anything near).
+    for worker in children(api.proc.pid):
+        status_text = Path(f"/proc/{worker}/status").read_text()
+        rss_kb = int(next(line.split()[1] for line in status_text.splitlines()
+                          if line.startswith("VmRSS:")))
+        assert rss_kb < 200 * 1024, (worker, rss_kb)
 
 
 def _raw_get(api: ApiServer, target: bytes) -> tuple[int, str]:
@@ -473,9 +488,7 @@ def api_get(server: ApiServer, path: str) -> Any:
 
 
 def test_noauth_says_so_and_keystone_mode_requires_a_token(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
-    for conn in open_storage(url):
-        conn.record_events(EVENTS)
+    url = sqlite_with_events(tmp_path)
     (tmp_path / "noauth").mkdir()
     noauth = ApiServer(tmp_path / "noauth", url)
     try:
@@ -503,9 +516,7 @@ def test_noauth_says_so_and_keystone_mode_requires_a_token(tmp_path: Path) -> No
 
 
 def test_a_policy_file_changes_the_rules(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
-    for conn in open_storage(url):
-        conn.record_events(EVENTS)
+    url = sqlite_with_events(tmp_path)
     policy = tmp_path / "policy.yaml"
     policy.write_text('"telemetry:events:show": "rule:context_is_admin"\n'
                       '"context_is_admin": "role:admin or role:auditor"\n')
@@ -524,3 +535,92 @@ def test_a_policy_file_changes_the_rules(tmp_path: Path) -> None:
         assert server.get("/v2/events/msg-admin-1", auditor).status_code == 404
     finally:
         server.stop()
+
+
+def test_wsgi_module_under_another_server(tmp_path: Path) -> None:
+    """``panko_collector.api.wsgi:application`` reads PANKO_COLLECTOR_CONFIG_FILE."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from tests.functional.api_server import free_port
+
+    url = sqlite_with_events(tmp_path)
+    conf = tmp_path / "api.conf"
+    conf.write_text(f"[database]\nconnection = {url}\n")
+    noauth = tmp_path / "noauth.conf"
+    noauth.write_text("[DEFAULT]\nauth_strategy = noauth\n")
+    port = free_port()
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    proc = subprocess.Popen(
+        [str(gunicorn), "--workers", "1", "--bind", f"127.0.0.1:{port}",
+         "--no-control-socket", "panko_collector.api.wsgi:application"],
+        env={**os.environ, "PANKO_COLLECTOR_CONFIG_FILE": f"{conf}, {noauth}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+            try:
+                got = requests.get(f"http://127.0.0.1:{port}/v2/events", headers=MEMBER_A,
+                                   timeout=10)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert [e["message_id"] for e in got.json()] == ["msg-a-1", "msg-a-2", "msg-a-3"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_identity_headers_auth_token_blanked_count_as_absent(tmp_path: Path) -> None:
+    """auth_token blanks the identity headers a token lacks by storing None in
+    the WSGI environ (a forged OpenStack-System-Scope of a project token
+    too): the app factory's application reads them as absent."""
+    from oslo_config import cfg
+    from werkzeug.test import Client
+
+    from panko_collector import service, storage
+    from panko_collector.api import app
+
+    url = sqlite_with_events(tmp_path)
+    conf = cfg.ConfigOpts()
+    service.register_opts(conf)
+    conf([], project="panko-collector-test", default_config_files=[])
+    conf.set_override("auth_strategy", "noauth")
+    connection = storage.get_connection(url)
+    try:
+        client = Client(app.build_app(conf, connection))
+        member = {"HTTP_X_USER_ID": "user-a", "HTTP_X_PROJECT_ID": "proj-a",
+                  "HTTP_X_ROLES": "member", "HTTP_OPENSTACK_SYSTEM_SCOPE": None}
+        got = client.get("/v2/events", environ_overrides=member)
+        assert [e["message_id"] for e in got.json] == ["msg-a-1", "msg-a-2", "msg-a-3"]
+        system_admin = {"HTTP_X_USER_ID": "user-admin", "HTTP_X_PROJECT_ID": None,
+                        "HTTP_X_ROLES": "admin", "HTTP_OPENSTACK_SYSTEM_SCOPE": "all"}
+        got = client.get("/v2/events", environ_overrides=system_admin)
+        assert len(got.json) == len(EVENTS)
+        unscoped = {**system_admin, "HTTP_OPENSTACK_SYSTEM_SCOPE": None}
+        assert client.get("/v2/events", environ_overrides=unscoped).status_code == 403
+    finally:
+        connection.dispose()
+
+
+def test_systemd_hears_ready_once_the_api_listens(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit is Type=notify: gunicorn's master sends READY=1 once it listens."""
+    import socket
+
+    notify = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(notify))
+        listener.settimeout(60)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(notify))
+        server = ApiServer(tmp_path, f"sqlite:///{tmp_path / 'events.sqlite'}")
+        try:
+            assert listener.recv(4096).decode().splitlines()[0] == "READY=1"
+        finally:
+            server.stop()

@@ -135,7 +135,8 @@ def test_manageiq_poll_never_misses_or_repeats(db_url: str, tmp_path: Path) -> N
         finally:
             done.set()
 
-    server = ApiServer(tmp_path, db_url)
+    # Two workers: polls may land on either process.
+    server = ApiServer(tmp_path, db_url, workers=2)
     thread = threading.Thread(target=write)
     try:
         thread.start()
