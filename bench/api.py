@@ -30,6 +30,8 @@ Run (reusing the database between runs; the 1M fill takes minutes):
     .venv/bin/python bench/api.py --events 100000 --reuse --http --rounds 3
 Storage floor only, throwaway database (created and dropped):
     .venv/bin/python bench/api.py --events 20000
+What PostgreSQL's cache saves (each call timed again at once):
+    .venv/bin/python bench/api.py --events 1000000 --reuse --again
 
 With --reuse the database is ``pc_bench_api_<N>`` on --pg-admin: filled if
 it does not hold exactly N events, kept afterwards (``--drop`` drops it).
@@ -248,25 +250,30 @@ def percentiles(times: list[float]) -> tuple[float, float]:
     return q[49] * 1000, q[98] * 1000
 
 
-def storage_floor(conn: Any, cases: dict[str, list[Case]], warmup: int
-                  ) -> dict[str, tuple[list[float], float]]:
-    """Time every case's get_events in this process, the kinds interleaved.
+def storage_floor(conn: Any, cases: list[Case], warmup: int, again: bool
+                  ) -> tuple[list[float], float, list[float]]:
+    """Time every case's get_events in this process.
 
-    Returns kind -> (seconds per call, mean events returned); the first
-    ``warmup`` cases of each kind are run but not counted.
+    Returns (seconds per call, mean events returned, seconds of the same
+    call made again at once, its pages then in PostgreSQL's cache, if
+    ``again``); the first ``warmup`` cases are run but not counted.
     """
-    times: dict[str, list[float]] = {k: [] for k in cases}
-    got: dict[str, int] = dict.fromkeys(cases, 0)
-    for i in range(len(next(iter(cases.values())))):
-        for kind, of_kind in cases.items():
-            case = of_kind[i]
+    times: list[float] = []
+    repeated: list[float] = []
+    got = 0
+    for i, case in enumerate(cases):
+        t0 = time.perf_counter()
+        n = len(list(conn.get_events(case.flt, case.page)))
+        elapsed = time.perf_counter() - t0
+        if i >= warmup:
+            times.append(elapsed)
+            got += n
+        if again:
             t0 = time.perf_counter()
-            n = len(list(conn.get_events(case.flt, case.page)))
-            elapsed = time.perf_counter() - t0
+            list(conn.get_events(case.flt, case.page))
             if i >= warmup:
-                times[kind].append(elapsed)
-                got[kind] += n
-    return {k: (v, got[k] / len(v)) for k, v in times.items()}
+                repeated.append(time.perf_counter() - t0)
+    return times, got / len(times), repeated
 
 
 # ---------------------------------------------------------------------- HTTP
@@ -536,7 +543,7 @@ def run(url: str, args: argparse.Namespace) -> None:
                     of_kind[:w], of_kind[w:w + r], of_kind[w + r:w + 2 * r],
                     of_kind[w + 2 * r:w + 3 * r], of_kind[w + 3 * r:])
                 if server is None:
-                    (times, mean), = storage_floor(conn, {kind: warm + first}, w).values()
+                    times, mean, again = storage_floor(conn, warm + first, w, args.again)
                 else:
                     check_same(conn, server, warm)
                     times, one, wsgi = side_by_side(conn, server, app, first, second,
@@ -549,6 +556,8 @@ def run(url: str, args: argparse.Namespace) -> None:
                 note(kind, "storage p50", p50)
                 note(kind, "storage p99", p99)
                 line = f"  {kind:12} {p50:11.2f} {p99:7.2f} {mean:6.1f}"
+                if server is None and again:
+                    line += f"   same call again at once: p50 {percentiles(again)[0]:.2f}"
                 if server:
                     machine.busy()
                     eight = load(server, third, 8, args.time_limit)
@@ -601,6 +610,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--again", action="store_true",
+                   help="without --http: also time each call made again at once (cached pages)")
     p.add_argument("--queries", type=lambda v: v.split(","), default=list(QUERIES),
                    help=f"comma-separated, of {','.join(QUERIES)} (default: all)")
     p.add_argument("--http", action="store_true",
