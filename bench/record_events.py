@@ -31,6 +31,7 @@ import os
 import statistics
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,12 +101,10 @@ def _trait(name: str, value: Any) -> models.Trait | None:
     return T(name, T.TEXT_TYPE, text)
 
 
-def build_events(data_dir: Path, count: int, raw: bool, start: datetime.datetime
-                 ) -> list[models.Event]:
-    """``count`` events cycling through the corpus, each with 10-25 traits."""
-    corpus = _notifications(data_dir)
+def event_templates(data_dir: Path) -> list[tuple[str, list[models.Trait], dict[str, Any]]]:
+    """(event_type, 7-22 traits from the payload, notification) per corpus notification."""
     templates = []
-    for n, (etype, note) in enumerate(corpus):
+    for n, (etype, note) in enumerate(_notifications(data_dir)):
         payload = note.get("payload", note)
         unique: dict[tuple[int, str], models.Trait] = {}
         for k, v in _leaves(payload):
@@ -113,19 +112,37 @@ def build_events(data_dir: Path, count: int, raw: bool, start: datetime.datetime
                 unique[(1 if t.dtype == 0 else t.dtype, t.name)] = t
         traits = list(unique.values())[: 7 + n % 16]  # with our own 3: 10..25 traits
         templates.append((etype, traits, note))
-    events = []
+    return templates
+
+
+def iter_events(data_dir: Path, count: int, raw: bool,
+                when: Callable[[int], datetime.datetime],
+                scope: Callable[[int], tuple[str, str]]) -> Iterator[models.Event]:
+    """``count`` events cycling through the corpus, each with 10-25 traits.
+
+    Event ``i`` is generated at ``when(i)`` and belongs to the (project,
+    user) ``scope(i)``, both given as text traits. Made one at a time: a
+    million events are gigabytes as a list.
+    """
+    templates = event_templates(data_dir)
     for i, (etype, traits, note) in zip(range(count), itertools.cycle(templates), strict=False):
+        project, user = scope(i)
         own = [
-            T("project_id", T.TEXT_TYPE, f"project-{i % 100:03}"),
-            T("user_id", T.TEXT_TYPE, f"user-{i % 1000:04}"),
+            T("project_id", T.TEXT_TYPE, project),
+            T("user_id", T.TEXT_TYPE, user),
             T("request_id", T.TEXT_TYPE, f"req-{uuid.uuid4()}"),
         ]
         pad = [T(f"extra_{j}", T.INT_TYPE, i + j) for j in range(max(0, 10 - len(traits) - 3))]
         all_traits = (own + traits + pad)[:25]
-        events.append(models.Event(str(uuid.uuid4()), etype,
-                                   start + datetime.timedelta(milliseconds=i),
-                                   all_traits, note if raw else {}))
-    return events
+        yield models.Event(str(uuid.uuid4()), etype, when(i), all_traits, note if raw else {})
+
+
+def build_events(data_dir: Path, count: int, raw: bool, start: datetime.datetime
+                 ) -> list[models.Event]:
+    """``count`` events one millisecond apart, over 100 projects and 1000 users."""
+    return list(iter_events(
+        data_dir, count, raw, lambda i: start + datetime.timedelta(milliseconds=i),
+        lambda i: (f"project-{i % 100:03}", f"user-{i % 1000:04}")))
 
 
 # ------------------------------------------------------------- the raw path

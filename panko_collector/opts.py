@@ -19,6 +19,7 @@ from panko_collector import (
     storage,
     transport,
 )
+from panko_collector.api import options as api_options
 
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
@@ -26,7 +27,9 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
 
     return [
         # graceful_shutdown_timeout and log_options, read by cotyledon itself.
-        (None, list(transport.OPTS) + list(oslo_config_glue.service_opts)),
+        (None, list(transport.OPTS) + list(oslo_config_glue.service_opts)
+         + list(api_options.AUTH_OPTS)),
+        ("api", list(api_options.API_OPTS)),
         ("collector", list(collector.OPTS) + list(metrics.OPTS) + list(read_ahead.OPTS)),
         ("database", list(storage.OPTS) + list(expirer.DATABASE_OPTS)),
         ("event", list(converter.OPTS)),
