@@ -11,11 +11,17 @@ The split that matters to callers is *transient* versus *permanent*:
     ├── DecodeError               permanent, per message: a body that is not a notification
     ├── StorageError              a database operation failed
     │   ├── StorageUnavailable    transient: connection refused or lost; retry the same work
-    │   ├── InvalidMarker         a pagination marker names no stored event
+    │   ├── InvalidMarker         a pagination marker names no event the query matches
     │   └── InvalidQuery          a filter or sort the store cannot express
-    └── BrokerError               a RabbitMQ operation failed
-        ├── BrokerUnavailable     transient: connection refused or lost; reconnect
-        └── QueueMismatch         permanent: a queue exists with other arguments
+    ├── BrokerError               a RabbitMQ operation failed
+    │   ├── BrokerUnavailable     transient: connection refused or lost; reconnect
+    │   └── QueueMismatch         permanent: a queue exists with other arguments
+    └── RequestError              an API request the caller must change (HTTP 4xx)
+        ├── BadRequest            400: a parameter, filter or body is invalid
+        ├── NotAuthorized         401: the endpoint is for admins only (Panko's code)
+        ├── Forbidden             403: no identity, or the policy denies it
+        ├── NotFound              404: no such resource, or not visible to the caller
+        └── UnsupportedMediaType  415: a request body that is not JSON
 
 Transient errors mean "nothing was lost, try the same thing again later";
 permanent ones mean "retrying will fail the same way".
@@ -70,7 +76,11 @@ class StorageUnavailable(StorageError, TransientError):
 
 
 class InvalidMarker(StorageError):
-    """A pagination marker that names no stored event."""
+    """A pagination marker that names no event the query matches.
+
+    Either no such event is stored, or it lies outside the filter (and so
+    outside the caller's scope, which is part of the filter).
+    """
 
 
 class InvalidQuery(StorageError):
@@ -91,3 +101,42 @@ class QueueMismatch(BrokerError):
     The queue exists with other arguments (durability, type, auto-delete)
     than ours; the message names the queue and the option to change.
     """
+
+
+class RequestError(PankoCollectorError):
+    """An API request that cannot be served as sent; ``status`` is its HTTP code.
+
+    The message is the ``faultstring`` the caller sees: it says what to change.
+    """
+
+    status = 400
+
+
+class BadRequest(RequestError):
+    """A query parameter, filter, sort or request body that is invalid."""
+
+    status = 400
+
+
+class NotAuthorized(RequestError):
+    """A non-admin on an admin-only endpoint (401, as Panko answers it)."""
+
+    status = 401
+
+
+class Forbidden(RequestError):
+    """A request without user and project, or one the policy denies."""
+
+    status = 403
+
+
+class NotFound(RequestError):
+    """No such resource, or none the caller may see (the two are not told apart)."""
+
+    status = 404
+
+
+class UnsupportedMediaType(RequestError):
+    """A request body in another format than JSON."""
+
+    status = 415

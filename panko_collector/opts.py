@@ -10,6 +10,7 @@ from __future__ import annotations
 from oslo_config import cfg
 
 from panko_collector import collector, converter, expirer, metrics, queues, storage, transport
+from panko_collector.api import options as api_options
 
 
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
@@ -17,7 +18,9 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
 
     return [
         # graceful_shutdown_timeout and log_options, read by cotyledon itself.
-        (None, list(transport.OPTS) + list(oslo_config_glue.service_opts)),
+        (None, list(transport.OPTS) + list(oslo_config_glue.service_opts)
+         + list(api_options.AUTH_OPTS)),
+        ("api", list(api_options.API_OPTS)),
         ("collector", list(collector.OPTS) + list(metrics.OPTS)),
         ("database", list(storage.OPTS) + list(expirer.DATABASE_OPTS)),
         ("event", list(converter.OPTS)),

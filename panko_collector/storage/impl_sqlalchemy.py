@@ -8,6 +8,7 @@ idempotent on ``message_id``. Reads follow Panko's semantics.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import importlib.resources
 import json
@@ -138,14 +139,17 @@ def _trait_value(trait: models.Trait) -> tuple[int, Any]:
 NUL_REPLACEMENT = "\ufffd"
 
 
+def _fix_nul(text: str) -> str:
+    return text.replace("\x00", NUL_REPLACEMENT) if "\x00" in text else text
+
+
 def replace_nul(row: _Row) -> None:
     """Replace every NUL by U+FFFD in the row's message id, event type, trait
     names and text values (for PostgreSQL; other databases keep NUL as sent).
 
     ``raw`` needs nothing: it is JSON text, where NUL is the escape ``\\u0000``.
     """
-    def fix(text: str) -> str:
-        return text.replace("\x00", NUL_REPLACEMENT) if "\x00" in text else text
+    fix = _fix_nul
 
     row.message_id, row.event_type = fix(row.message_id), fix(row.event_type)
     for table, traits in row.traits.items():
@@ -537,11 +541,15 @@ class Connection(base.Connection):
     ) -> Iterator[models.Event]:
         """Return the matching events in pagination order (see the module and issue 2).
 
-        Raises ``InvalidMarker`` if ``pagination['marker']`` names no event,
+        Raises ``InvalidMarker`` if ``pagination['marker']`` names no event
+        that ``event_filter`` matches (a missing one, or one outside the filter
+        or the caller's scope: the marker is looked up with the same filter),
         ``StorageError`` for an unknown sort key, direction, operator or value type.
         ``event_filter`` and ``pagination`` are only read.
         """
         page: dict[str, Any] = dict(pagination or {})
+        if self._engine.dialect.name == "postgresql":
+            event_filter, page = _filter_without_nul(event_filter, page)
         sort = _sort_keys(page.get("sort"))
         traits = [_trait_match(tf) for tf in event_filter.traits_filter or ()]
         with self._translated(), self._engine.connect() as conn:
@@ -571,11 +579,15 @@ class Connection(base.Connection):
             )
             marker = page.get("marker")
             if marker:
+                # The marker must be one of the events this query returns: a
+                # caller cannot probe, or page from, an event outside its scope.
                 found = conn.execute(
-                    sa.select(_event.c.generated, _event.c.message_id).where(
-                        _event.c.message_id == marker)).first()
+                    sa.select(_event.c.generated, _event.c.message_id)
+                    .join(_event_type, _event_type.c.id == _event.c.event_type_id)
+                    .where(*conds, _event.c.message_id == marker)).first()
                 if found is None:
-                    raise errors.InvalidMarker(f"marker {marker!r} names no stored event")
+                    raise errors.InvalidMarker(
+                        f"marker {marker!r} names no event that matches the query")
                 query = query.where(_after(sort, {"generated": found[0], "message_id": found[1]}))
             columns = {"generated": _event.c.generated, "message_id": _event.c.message_id}
             query = query.order_by(*(
@@ -612,6 +624,8 @@ class Connection(base.Connection):
         return iter([n for n in names if n is not None])
 
     def get_trait_types(self, event_type: str) -> Iterator[dict[str, Any]]:
+        if self._engine.dialect.name == "postgresql":
+            event_type = _fix_nul(event_type)
         out: list[dict[str, Any]] = []
         with self._translated(), self._engine.connect() as conn:
             for table, dtype in _TRAIT_TABLES:
@@ -629,6 +643,9 @@ class Connection(base.Connection):
     def get_traits(
         self, event_type: str, trait_type: str | None = None
     ) -> Iterable[models.Trait]:
+        if self._engine.dialect.name == "postgresql":
+            event_type = _fix_nul(event_type)
+            trait_type = _fix_nul(trait_type) if trait_type else trait_type
         out: list[models.Trait] = []
         with self._translated(), self._engine.connect() as conn:
             for table, dtype in _TRAIT_TABLES:
@@ -769,6 +786,22 @@ def _sort_keys(sort: Any) -> list[tuple[str, str]]:
     if "message_id" not in (k for k, _ in keys):
         keys.append(("message_id", keys[-1][1] if keys else "asc"))
     return keys
+
+
+def _filter_without_nul(
+    f: base.EventFilter, page: dict[str, Any]
+) -> tuple[base.EventFilter, dict[str, Any]]:
+    """The filter and page with NUL replaced in their text, as PostgreSQL
+    stores it (``replace_nul``): a filter finds what was stored from the same
+    text, and PostgreSQL is never sent a NUL, which it refuses."""
+    def fix(value: Any) -> Any:
+        return _fix_nul(value) if isinstance(value, str) else value
+
+    traits = [{k: fix(v) for k, v in tf.items()} for tf in f.traits_filter or ()]
+    fixed = dataclasses.replace(
+        f, event_type=fix(f.event_type), message_id=fix(f.message_id),
+        admin_proj=fix(f.admin_proj), traits_filter=traits)  # type: ignore[arg-type]
+    return fixed, {**page, "marker": fix(page.get("marker"))}
 
 
 def _after(sort: list[tuple[str, str]], marker: dict[str, Any]) -> Any:

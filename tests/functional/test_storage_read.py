@@ -233,6 +233,15 @@ def test_pagination_with_a_filter_and_unknown_marker(loaded: Any) -> None:
     assert first + rest == expected
     with pytest.raises(errors.InvalidMarker):
         conn.get_events(flt, {"marker": "no-such-message"})
+    # A stored event outside the filter is no marker either: a caller scoped
+    # by the filter cannot page from, or learn of, an event it cannot see.
+    other = next(e.message_id for e in evs if e.event_type != "b.end")
+    with pytest.raises(errors.InvalidMarker):
+        conn.get_events(flt, {"marker": other})
+    outside = next(e.message_id for e in evs if trait_value(e, "name", T.TEXT_TYPE) != "n01")
+    by_trait = storage.EventFilter(traits_filter=[{"key": "name", "string": "n01"}])
+    with pytest.raises(errors.InvalidMarker):
+        conn.get_events(by_trait, {"marker": outside})
     with pytest.raises(errors.InvalidQuery):
         conn.get_events(flt, {"sort": [("raw", "asc")]})
     with pytest.raises(errors.InvalidQuery):
@@ -265,6 +274,11 @@ def test_admin_proj_visibility(db_url: str) -> None:
         got = ids(conn.get_events(storage.EventFilter(admin_proj="p1")))
         assert got == ["mine", "no-project", "project-not-text"]
         assert len(ids(conn.get_events(storage.EventFilter()))) == 6
+        # Another project's event is no marker for this project's pages.
+        with pytest.raises(errors.InvalidMarker):
+            conn.get_events(storage.EventFilter(admin_proj="p1"), {"marker": "theirs"})
+        assert ids(conn.get_events(storage.EventFilter(admin_proj="p1"),
+                                   {"marker": "mine"})) == ["no-project", "project-not-text"]
 
 
 def test_event_types_trait_types_and_traits(loaded: Any) -> None:
@@ -292,3 +306,23 @@ def test_clear_empties_everything(loaded: Any) -> None:
     assert ids(conn.get_events(storage.EventFilter())) == []
     assert list(conn.get_event_types()) == []
     assert conn.record_events(evs[:2]).stored == 2  # the type cache was dropped too
+
+
+def test_text_with_nul_finds_what_was_stored(db_url: str) -> None:
+    """PostgreSQL cannot hold NUL: it stores U+FFFD instead, and reads
+    replace it alike, so every database answers a filter with NUL the same."""
+    for conn in open_storage(db_url):
+        conn.record_events([event("m\x00", [T("state", T.TEXT_TYPE, "a\x00b"),
+                                             T("project_id", T.TEXT_TYPE, "p\x00")],
+                                  event_type="t\x00")])
+        for flt in (storage.EventFilter(traits_filter=[{"key": "state", "string": "a\x00b"}]),
+                    storage.EventFilter(event_type="t\x00", message_id="m\x00"),
+                    storage.EventFilter(admin_proj="p\x00")):
+            assert len(ids(conn.get_events(flt))) == 1, flt
+        assert ids(conn.get_events(storage.EventFilter(traits_filter=[
+            {"key": "state\x00", "string": "x\x00"}]))) == []
+        with pytest.raises(errors.InvalidMarker):
+            conn.get_events(storage.EventFilter(), {"marker": "x\x00"})
+        assert ids(conn.get_events(storage.EventFilter(), {"marker": "m\x00"})) == []
+        assert [t["name"] for t in conn.get_trait_types("t\x00")] == ["project_id", "state"]
+        assert len(list(conn.get_traits("t\x00", "state"))) == 1

@@ -83,3 +83,15 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+def test_api_unit_is_unprivileged_and_sandboxed() -> None:
+    service = unit(REPO / "systemd" / "panko-collector-api.service")["Service"]
+    assert service["ExecStart"].split()[0] == f"{BIN}panko-collector-api"
+    assert service["Type"] == "notify"
+    assert service["User"] not in ("", "root") and "DynamicUser" not in service
+    assert service["Restart"] == "on-failure"
+    assert service["ProtectSystem"] == "strict" and service["NoNewPrivileges"] == "true"
+    assert service["PrivateTmp"] == "true" and service["CapabilityBoundingSet"] == ""
+    # gunicorn's master must be the one signalled, to stop its workers in order.
+    assert service["KillMode"] == "mixed"

@@ -1,0 +1,36 @@
+"""The API's options: ``[DEFAULT] auth_strategy`` and ``[api]``.
+
+Declared here rather than beside the code that reads them (``app``,
+``server``, ``views``) because every command registers every option of the
+project: this module imports nothing but oslo.config, so the collector and
+the other commands do not load Flask, gunicorn and keystonemiddleware.
+"""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+AUTH_OPTS = [
+    cfg.StrOpt(
+        "auth_strategy", default="keystone",
+        choices=[("keystone", "Keystone tokens, checked by keystonemiddleware's auth_token "
+                              "with the options of [keystone_authtoken]"),
+                 ("noauth", "no authentication: the X-User-Id, X-Project-Id and X-Roles "
+                            "headers are trusted as sent (tests, or behind a gateway that "
+                            "authenticates and sets them)")],
+        help="How the API authenticates its callers."),
+]
+
+API_OPTS = [
+    cfg.HostAddressOpt("host", default="0.0.0.0", help="Address the API listens on."),
+    cfg.PortOpt("port", default=8977, help="TCP port the API listens on (Panko's)."),
+    cfg.IntOpt("workers", min=1,
+               help="Worker processes serving requests, each one request at a time "
+                    "(default: one per CPU)."),
+    cfg.IntOpt("default_api_return_limit", default=100, min=1,
+               help="Events returned by GET /v2/events when the request gives no limit "
+                    "(or 0), as in Panko."),
+    cfg.IntOpt("max_limit", default=1000, min=1,
+               help="Most events one GET /v2/events returns: a larger limit is lowered "
+                    "to this (Panko had no cap). Clients page with the marker."),
+]
