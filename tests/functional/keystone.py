@@ -27,7 +27,6 @@ import datetime
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -41,6 +40,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, missing
+from tests.functional.api_server import free_port
 from tests.functional.side_venv import SideVenv, cache_dir, fingerprint, tail
 
 KEYSTONE_VERSION = "30.0.0"
@@ -66,13 +66,6 @@ def _install(venv: SideVenv) -> None:
     if proc.returncode != 0:
         missing(f"keystone=={KEYSTONE_VERSION} from PyPI ({REQUIREMENTS.name}; "
                 f"pip failed:\n{tail(proc)})")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class KeystoneError(AssertionError):
