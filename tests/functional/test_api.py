@@ -63,6 +63,14 @@ def api(request: pytest.FixtureRequest,
             next(databases, None)
 
 
+def sqlite_with_events(directory: Path) -> str:
+    """The URL of a SQLite database in ``directory`` holding the scoping events."""
+    url = f"sqlite:///{directory / 'events.sqlite'}"
+    for conn in open_storage(url):
+        conn.record_events(EVENTS)
+    return url
+
+
 def every(api: ApiServer, headers: dict[str, str], **params: Any) -> list[str]:
     """Every event a query returns, page by page with the marker."""
     seen: list[str] = []
@@ -480,9 +488,7 @@ def api_get(server: ApiServer, path: str) -> Any:
 
 
 def test_noauth_says_so_and_keystone_mode_requires_a_token(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
-    for conn in open_storage(url):
-        conn.record_events(EVENTS)
+    url = sqlite_with_events(tmp_path)
     (tmp_path / "noauth").mkdir()
     noauth = ApiServer(tmp_path / "noauth", url)
     try:
@@ -510,9 +516,7 @@ def test_noauth_says_so_and_keystone_mode_requires_a_token(tmp_path: Path) -> No
 
 
 def test_a_policy_file_changes_the_rules(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
-    for conn in open_storage(url):
-        conn.record_events(EVENTS)
+    url = sqlite_with_events(tmp_path)
     policy = tmp_path / "policy.yaml"
     policy.write_text('"telemetry:events:show": "rule:context_is_admin"\n'
                       '"context_is_admin": "role:admin or role:auditor"\n')
@@ -544,9 +548,7 @@ def test_wsgi_module_under_another_server(tmp_path: Path) -> None:
 
     from tests.functional.api_server import free_port
 
-    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
-    for conn in open_storage(url):
-        conn.record_events(EVENTS)
+    url = sqlite_with_events(tmp_path)
     conf = tmp_path / "api.conf"
     conf.write_text(f"[database]\nconnection = {url}\n")
     noauth = tmp_path / "noauth.conf"
@@ -585,9 +587,7 @@ def test_identity_headers_auth_token_blanked_count_as_absent(tmp_path: Path) -> 
     from panko_collector import service, storage
     from panko_collector.api import app
 
-    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
-    for conn in open_storage(url):
-        conn.record_events(EVENTS)
+    url = sqlite_with_events(tmp_path)
     conf = cfg.ConfigOpts()
     service.register_opts(conf)
     conf([], project="panko-collector-test", default_config_files=[])
