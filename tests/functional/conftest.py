@@ -1,5 +1,6 @@
-"""Fixtures of the functional tests: a RabbitMQ vhost of each test's own, and
-the collector processes a test starts, killed when it ends."""
+"""Fixtures of the functional tests: a RabbitMQ vhost of each test's own, the
+collector processes a test starts, killed when it ends, and a real Keystone
+of the session (tests/functional/keystone.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pytest
 
 from tests.functional.broker import vhost
 from tests.functional.daemon import Collector
+from tests.functional.keystone import keystone
 
-__all__ = ["collectors", "vhost"]
+__all__ = ["collectors", "keystone", "vhost"]
 
 
 @pytest.fixture

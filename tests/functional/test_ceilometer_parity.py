@@ -33,27 +33,20 @@ without them, failed under CI=true.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import fcntl
-import hashlib
 import json
 import math
-import os
 import random
 import re
-import shutil
 import subprocess
-import sys
-import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import REPO, missing
+from tests.functional.side_venv import SideVenv, cache_dir, fingerprint, tail
 
 CEILOMETER_VERSION = "27.0.0"
 ORACLE_DIR = REPO / "tests" / "oracle"
@@ -67,98 +60,32 @@ pytestmark = pytest.mark.slow
 
 # --- the oracle's virtual environment ------------------------------------------------------
 
-def _venv_dir() -> Path:
-    """$PANKO_COLLECTOR_ORACLE_VENV, else a cache folder keyed by Ceilometer's version."""
-    explicit = os.environ.get("PANKO_COLLECTOR_ORACLE_VENV")
-    if explicit:
-        return Path(explicit)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "panko-collector" / f"ceilometer-{CEILOMETER_VERSION}"
-
-
-def _stamp() -> str:
-    """What the environment was built from; a change rebuilds it."""
-    digest = hashlib.sha256()
-    digest.update(CEILOMETER_VERSION.encode())
-    digest.update(ORACLE_REQUIREMENTS.read_bytes())
-    digest.update(sys.version.encode())
-    return digest.hexdigest()
-
-
-def _venv_python(venv: Path) -> Path:
-    return venv / "bin" / "python"
-
-
-def _usable(venv: Path) -> bool:
-    stamp = venv / "panko-collector-oracle.stamp"
-    if not stamp.is_file() or stamp.read_text().strip() != _stamp():
-        return False
-    check = subprocess.run(
-        [str(_venv_python(venv)), "-c",
-         "import ceilometer.event.converter, ceilometer.event.trait_plugins, stevedore"],
-        capture_output=True, timeout=120, check=False)
-    return check.returncode == 0
-
-
-def _pip(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(_venv_python(venv)), "-m", "pip", "install", "--quiet", "--retries", "2",
-         "--disable-pip-version-check", *args],
-        capture_output=True, text=True, timeout=900, check=False)
-
-
-def _tail(proc: subprocess.CompletedProcess[str], lines: int = 8) -> str:
-    text = [line for line in (proc.stdout + proc.stderr).splitlines()
-            if "is ignored: it is neither a file nor a directory" not in line]
-    return "\n".join(text[-lines:])
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialise the build between test runs that share the cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _build(venv: Path) -> None:
-    shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+def _install(venv: SideVenv) -> None:
     # Ceilometer itself first: if PyPI cannot be reached, this is where it shows,
     # and that is an absent service (skip locally, fail in CI), not a bug.
-    proc = _pip(venv, "--no-deps", f"ceilometer=={CEILOMETER_VERSION}")
+    proc = venv.pip("--no-deps", f"ceilometer=={CEILOMETER_VERSION}")
     if proc.returncode != 0:
-        shutil.rmtree(venv, ignore_errors=True)
         missing(f"ceilometer=={CEILOMETER_VERSION} from PyPI for the oracle "
-                f"(pip failed:\n{_tail(proc)})")
+                f"(pip failed:\n{tail(proc)})")
     # Its full dependency list would pull in half of OpenStack; the converter
     # needs only these, pinned so that the oracle does not drift.
-    proc = _pip(venv, "--no-deps", "-r", str(ORACLE_REQUIREMENTS))
+    proc = venv.pip("--no-deps", "-r", str(ORACLE_REQUIREMENTS))
     if proc.returncode != 0:
-        shutil.rmtree(venv, ignore_errors=True)
         missing(f"the oracle's libraries from PyPI ({ORACLE_REQUIREMENTS.name}; "
-                f"pip failed:\n{_tail(proc)})")
-    (venv / "panko-collector-oracle.stamp").write_text(_stamp() + "\n")
-    if not _usable(venv):
-        pytest.fail(f"the oracle environment {venv} was built but cannot import "
-                    f"Ceilometer's converter: {ORACLE_REQUIREMENTS} lacks a library",
-                    pytrace=False)
+                f"pip failed:\n{tail(proc)})")
 
 
 @pytest.fixture(scope="session")
 def ceilometer_python() -> Path:
     """The interpreter of a virtual environment holding Ceilometer's converter."""
-    venv = _venv_dir()
-    with _locked(venv.parent / f".{venv.name}.lock"):
-        if not _usable(venv):
-            started = time.monotonic()
-            _build(venv)
-            print(f"\noracle venv {venv} created in {time.monotonic() - started:.1f} s")
-    return _venv_python(venv)
+    venv = SideVenv(
+        path=cache_dir(f"ceilometer-{CEILOMETER_VERSION}", "PANKO_COLLECTOR_ORACLE_VENV"),
+        stamp=fingerprint(CEILOMETER_VERSION, ORACLE_REQUIREMENTS.read_bytes()),
+        probe="import ceilometer.event.converter, ceilometer.event.trait_plugins, stevedore")
+    built, seconds = venv.ensure(_install)
+    if built:
+        print(f"\noracle venv {venv.path} created in {seconds:.1f} s")
+    return venv.python
 
 
 def run_oracle(python: Path, definitions: Path, items: list[dict[str, Any]],
