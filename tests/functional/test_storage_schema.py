@@ -74,10 +74,13 @@ def test_the_wheel_carries_the_migrations_and_definitions(tmp_path: Path) -> Non
         return subprocess.run([sys.executable, *argv], cwd=work, env=env, input=stdin,
                               capture_output=True, text=True, timeout=120)
 
+    # panko_collector.api.wsgi builds the application from the configuration
+    # files when imported, as WSGI servers expect of it: not importable here.
     every = run("-c", "import importlib, pkgutil, panko_collector as p; "
                       "[importlib.import_module(m.name) for m in "
                       "pkgutil.walk_packages(p.__path__, 'panko_collector.') "
-                      "if 'migrations' not in m.name]; print(p.__file__)")
+                      "if 'migrations' not in m.name and not m.name.endswith('.wsgi')]; "
+                      "print(p.__file__)")
     assert every.stdout.strip() == str(target / "panko_collector" / "__init__.py"), every.stderr
     where = run("-c", "import panko_collector.package_data as p; "
                       "print(p.migrations_dir()); print(p.default_definitions())")
