@@ -136,7 +136,8 @@ OPTS = [
         default="panko-collector.dead-letter",
         help="Topic exchange (declared by the collector, durable) that "
         "undecodable messages and events the database refused are published "
-        "to, with headers reason, error, original_exchange and original_routing_key.",
+        "to, with headers reason, error, original_exchange and original_routing_key, "
+        "and the original's own headers in the table original_headers.",
     ),
     cfg.StrOpt(
         "dead_letter_queue",

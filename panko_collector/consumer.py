@@ -11,9 +11,10 @@ Per message: decode -> check its priority -> convert -> add to the batch.
 A batch is handed to the writer when it is full or old enough; once it is
 committed, every message in it is acked (by one multiple ack). Undecodable
 messages, messages the converter chokes on, and events the database refuses
-are published to the dead-letter exchange with headers saying why, then
-acked. Dropped notifications (definitions) and priorities we were not asked
-to store are acked and counted.
+are published to the dead-letter exchange with headers saying why and the
+original's own (``dead_letters``), then acked. Dropped notifications
+(definitions) and priorities we were not asked to store are acked and
+counted.
 
 Failures:
 
@@ -55,7 +56,7 @@ import kombu
 import kombu.exceptions
 from oslo_config import cfg
 
-from panko_collector import decoder, errors, queues, read_ahead, transport
+from panko_collector import dead_letters, decoder, errors, queues, read_ahead, transport
 from panko_collector.batch import Batch
 from panko_collector.compat import kombu_hooks
 from panko_collector.metrics import DISABLED, Metrics
@@ -475,15 +476,8 @@ class Consumer:
     def _dead_letter(self, message: kombu.Message, reason: str, error: str) -> None:
         """Publish a copy to the dead-letter exchange (confirmed), then ack the original."""
         assert self._producer is not None
-        info = message.delivery_info or {}
-        headers = {
-            "reason": reason,
-            "error": error[:2000],
-            "original_exchange": info.get("exchange", ""),
-            "original_routing_key": info.get("routing_key", ""),
-        }
-        if (message.headers or {}).get("compression"):
-            headers["original_compression"] = str(message.headers["compression"])
+        headers = dead_letters.headers(reason, error, message.delivery_info, message.headers,
+                                       self._producer.channel.connection.frame_max)
         if self._send_dead_letter(message, headers):
             LOG.debug("%s: dead-lettered a message: %s: %s", self.name, reason, error)
         else:

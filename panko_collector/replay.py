@@ -1,13 +1,15 @@
 """Dead letters: see what waits in the dead-letter queue, and send a selection home.
 
 The consumer publishes what it cannot store to ``[collector]
-dead_letter_exchange`` with the body as it came and the headers
-``reason``, ``error``, ``original_exchange``, ``original_routing_key`` (and
-``original_compression`` when the message had a kombu ``compression``
-header). Replaying a dead letter publishes that body, byte for byte, with the
-dead letter's properties (content type, encoding, delivery mode, ...) and
-its application headers less those five (``compression`` put back), to
-``original_exchange`` with ``original_routing_key``.
+dead_letter_exchange`` with the body as it came, the original's content type
+and encoding, and the headers ``dead_letters`` describes: why, where from,
+and the original's application headers in a table of their own. Replaying a
+dead letter publishes that body, byte for byte, with the dead letter's
+properties (content type, encoding, delivery mode) and exactly the
+original's application headers (less ``x-delivery-count``, which the broker
+sets on a redelivery), to ``original_exchange`` with
+``original_routing_key``. A dead letter whose original headers were too
+large to keep is not replayed.
 
 How nothing is lost, whatever happens to this process (SIGKILL included):
 
@@ -52,17 +54,9 @@ import amqp.exceptions
 import kombu.exceptions
 from oslo_config import cfg
 
-from panko_collector import decoder, errors, transport
+from panko_collector import dead_letters, decoder, errors, transport
 
 LOG = logging.getLogger(__name__)
-
-#: Headers the consumer adds to a dead letter; a replayed message carries none of them.
-DEAD_LETTER_HEADERS = frozenset(
-    {"reason", "error", "original_exchange", "original_routing_key", "original_compression"}
-)
-
-#: Headers the broker adds on a redelivery from a quorum queue; not the publisher's.
-BROKER_HEADERS = frozenset({"x-delivery-count"})
 
 #: Seconds without a delivery after which the queue is asked whether anything is left.
 _IDLE = 1.0
@@ -102,12 +96,9 @@ class DeadLetter:
             return None
 
     def replay_properties(self) -> dict[str, Any]:
-        """The properties to publish with: the dead letter's, less our headers."""
-        headers = {k: v for k, v in self.headers.items()
-                   if k not in DEAD_LETTER_HEADERS and k not in BROKER_HEADERS}
-        compression = self.header("original_compression")
-        if compression:
-            headers["compression"] = compression
+        """The properties to publish with: the dead letter's, with the
+        original's application headers instead of its own."""
+        headers = dead_letters.replay_headers(self.headers)
         props = {k: v for k, v in self.properties.items() if k != "application_headers"}
         if headers:
             props["application_headers"] = headers
@@ -478,6 +469,11 @@ def _handle(letter: DeadLetter, selection: Selection | None, limit: int | None,
         report.inventory.add(letter, note)
         return
     assert target is not None
+    omitted = letter.header(dead_letters.ORIGINAL_HEADERS_OMITTED)
+    if omitted is not None:
+        report.failures[f"its application headers ({omitted} bytes) were too large "
+                        "to keep in the dead letter"] += 1
+        return
     exchange = letter.header("original_exchange")
     routing_key = letter.header("original_routing_key")
     if exchange is None or routing_key is None:

@@ -4,18 +4,20 @@ the real collector storing what is replayed, and a SIGKILL in the middle.
 Dead letters come from the collector itself where it can make them (too
 large, refused by the database, not JSON); the others are published with
 exactly the headers the collector gives its dead letters
-(``Consumer._dead_letter``): the converter never raises for a notification,
+(``dead_letters.headers``): the converter never raises for a notification,
 so ``convert-failed`` comes only from a bug of an earlier version.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import kombu
 import psycopg
 import pytest
 
+from panko_collector import dead_letters
 from panko_collector import replay as replay_module
 from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for
@@ -48,9 +51,11 @@ def replay(conf: Path, *args: str, timeout: float = 120) -> subprocess.Completed
 
 def dead_letter(channel: Any, body: bytes, reason: str, exchange: str = "nova",
                 routing_key: str = "notifications.info", **properties: Any) -> None:
-    """Publish a dead letter as the collector does (``Consumer._dead_letter``)."""
-    headers = {"reason": reason, "error": f"test: {reason}", "original_exchange": exchange,
-               "original_routing_key": routing_key, **properties.pop("headers", {})}
+    """Publish a dead letter as the collector does (``Consumer._dead_letter``);
+    ``headers`` are the original's."""
+    headers = dead_letters.headers(reason, f"test: {reason}",
+                                   {"exchange": exchange, "routing_key": routing_key},
+                                   properties.pop("headers", {}), 0)
     dlx = kombu.Exchange(DLQ, type="topic", durable=True)
     kombu.Queue(DLQ, exchange=dlx, routing_key="#", durable=True)(channel).declare()
     kombu.Producer(channel).publish(
@@ -325,3 +330,98 @@ def test_sigkill_in_the_middle_of_a_replay_loses_nothing(
     wait_for(lambda: len(stored_ids(url)) == 5000, timeout=120, what="5000 events stored")
     assert sorted(stored_ids(url)) == [n["message_id"] for n in notes]
     assert c.stop() == 0
+
+
+#: Application headers of a publisher's own, some named like the dead letter's.
+THEIR_HEADERS = {
+    "reason": "theirs", "error": 0, "original_exchange": "elsewhere",
+    "original_headers": {"nested": [1, "two", {"three": 3.5}]},
+    "x-death": [{"count": 2, "reason": "rejected", "queue": "upstream", "exchange": "",
+                 "routing-keys": ["upstream"], "time": datetime.datetime(2026, 11, 30, 9, 0)}],
+    "x-trace": "abc", "big": 2**40, "raw": b"\xff\xfe", "flag": True, "nothing": None,
+}
+
+
+def home_messages(vhost: str) -> list[tuple[bytes, Any, Any, Any]]:
+    return [(bytes(m.body), m.properties.get("content_type"),
+             m.properties.get("content_encoding"), m.properties.get("application_headers"))
+            for m in peek(vhost, "notifications.info")]
+
+
+def test_a_replayed_dead_letter_has_exactly_its_own_headers_back(
+        tmp_path: Path, vhost: str, collectors: list[Collector]) -> None:
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    open_store(url)
+    conf = write_conf(tmp_path / "c.conf", vhost, url, workers=1, max_message_bytes=3000)
+    c = Collector(conf)
+    collectors.append(c)
+    c.wait_consuming(1)
+    zipped = zlib.compress(broker.envelope(note()))
+    sent = [  # body, content type, encoding, headers: each dead-lettered by the collector
+        (b"{not json", "text/plain", "utf-8", THEIR_HEADERS),
+        (broker.envelope(note(payload={"a": "x" * 5000})), "application/json", "UTF-8",
+         THEIR_HEADERS),
+        (zipped, "application/json", "utf-8",
+         {**THEIR_HEADERS, "compression": "application/x-gzip"}),
+    ]
+    pub = Publisher(vhost)
+    try:
+        ex = pub._declare("nova", "notifications.info")
+        for body, content_type, encoding, headers in sent:
+            pub.producer.publish(body, exchange=ex, routing_key="notifications.info",
+                                 content_type=content_type, content_encoding=encoding,
+                                 headers=dict(headers))
+    finally:
+        pub.close()
+    wait_for(lambda: ready(vhost, DLQ) == 3, what="the dead letters")
+    assert c.stop() == 0  # nothing takes the replayed messages before we look
+
+    letters = peek(vhost, DLQ)
+    assert [m.headers["reason"] for m in letters] == ["not-json", "too-large", "compressed"]
+    for letter, (_, _, _, headers) in zip(letters, sent, strict=True):
+        assert letter.headers["original_exchange"] == "nova"
+        assert letter.headers["original_headers"] == headers
+    assert letters[2].headers["original_compression"] == "application/x-gzip"
+
+    done = replay(conf)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "replayed 3 of 3 selected" in done.stdout
+    assert home_messages(vhost) == sent
+    assert ready(vhost, DLQ) == 0
+
+
+def test_headers_too_large_to_keep_leave_a_dead_letter_that_is_not_replayed(
+        tmp_path: Path, vhost: str, collectors: list[Collector]) -> None:
+    url = f"sqlite:///{tmp_path / 'events.sqlite'}"
+    open_store(url)
+    conf = write_conf(tmp_path / "c.conf", vhost, url, workers=1)
+    c = Collector(conf)
+    collectors.append(c)
+    c.wait_consuming(1)
+    # Headers that fill the original's frame (131072 bytes, RabbitMQ's
+    # default frame_max): the dead letter's own headers would overflow it.
+    huge = {"big": "x" * 130_900}
+    good = note()
+    pub = Publisher(vhost)
+    try:
+        ex = pub._declare("nova", "notifications.info")
+        pub.producer.publish(b"{not json", exchange=ex, routing_key="notifications.info",
+                             content_type="application/json", content_encoding="utf-8",
+                             headers=huge)
+        pub.publish(good)
+    finally:
+        pub.close()
+    wait_for(lambda: good["message_id"] in stored_ids(url), what="the good event stored")
+    wait_for(lambda: ready(vhost, DLQ) == 1, what="the dead letter")
+    assert c.stop() == 0
+    (letter,) = peek(vhost, DLQ)
+    assert letter.headers["reason"] == "not-json"
+    assert "original_headers" not in letter.headers
+    assert letter.headers["original_headers_omitted"] > 130_900
+    assert "keeps none of the original's application headers" in c.log()
+
+    refused = replay(conf)
+    assert refused.returncode == 1
+    assert "too large to keep in the dead letter (1)" in refused.stdout
+    assert ready(vhost, DLQ) == 1
+    assert broker.queue_counts(vhost)["notifications.info"] == (0, 0)
