@@ -10,7 +10,8 @@
    and an admin's list without all_tenants (``admin_proj``; see ``QUERIES``),
    timed in this process, with the project, user, message id and marker
    varied per call: p50/p99.
-3. With --http: ``panko-collector-api`` (noauth, [api] workers = --workers)
+3. With --http: ``panko-collector-api`` (noauth, [api] workers = --workers,
+   threads = --threads)
    started on 127.0.0.1 over the same database. Per query: the API's answers
    checked against get_events on the warm-up cases; then one client
    alternating call by call with the storage floor (each on cases of its
@@ -20,7 +21,11 @@
    connection each) giving p50/p99, requests/s, its ratio to one client's
    and the errors. The CPU the bench and the server used per request, and
    how many of the 2 CPUs the whole machine kept busy during the 8-client
-   run (others' work included), are printed beside them.
+   run (others' work included), are printed beside them, then the TCP
+   connections the 1 and the 8 clients opened: each client reuses its
+   connection while the server keeps it alive (HTTP keep-alive, as
+   python-requests sessions do), and opens one per request when the
+   server closes each after its response.
 
 Every run sends a bounded number of requests (--repeat per query and
 measure) and each 8-client run stops after --time-limit seconds at most.
@@ -281,7 +286,7 @@ def storage_floor(conn: Any, cases: list[Case], warmup: int, again: bool
 class Server:
     """``panko-collector-api`` in noauth mode on 127.0.0.1, over the bench database."""
 
-    def __init__(self, url: str, workers: int, tmp: Path) -> None:
+    def __init__(self, url: str, workers: int, tmp: Path, threads: int | None = None) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -289,7 +294,8 @@ class Server:
         self.conf.write_text(
             "[DEFAULT]\nauth_strategy = noauth\n"
             f"[database]\nconnection = {url}\n"
-            f"[api]\nhost = 127.0.0.1\nport = {self.port}\nworkers = {workers}\n")
+            f"[api]\nhost = 127.0.0.1\nport = {self.port}\nworkers = {workers}\n"
+            + (f"threads = {threads}\n" if threads else ""))
         exe = Path(sys.executable).parent / "panko-collector-api"
         self.log = open(tmp / "api.log", "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen([str(exe), "--config-file", str(self.conf)],
@@ -336,6 +342,19 @@ class Server:
         return total
 
 
+class Connection(http.client.HTTPConnection):
+    """A client's connection, reused while the server keeps it alive (http.client
+    reopens it when the server closed it), counting how often it connected."""
+
+    opened = 0
+    _count_lock = threading.Lock()
+
+    def connect(self) -> None:
+        super().connect()
+        with Connection._count_lock:
+            Connection.opened += 1
+
+
 def get(c: http.client.HTTPConnection, case: Case) -> tuple[int, bytes]:
     """One request on ``c`` (reopened by http.client when the server closed it)."""
     c.request("GET", case.path, headers=case.headers)
@@ -352,6 +371,7 @@ class Load:
     elapsed: float
     client_cpu: float
     server_cpu: float
+    connections: int = 0
 
     @property
     def rate(self) -> float:
@@ -368,7 +388,7 @@ def load(server: Server, cases: list[Case], clients: int, time_limit: float) -> 
     stop_at = time.monotonic() + time_limit
 
     def client() -> None:
-        c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        c = Connection("127.0.0.1", server.port, timeout=30)
         try:
             while time.monotonic() < stop_at:
                 with lock:
@@ -390,13 +410,14 @@ def load(server: Server, cases: list[Case], clients: int, time_limit: float) -> 
             c.close()
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
+    opened = Connection.opened
     cpu0, scpu0, t0 = time.process_time(), server.cpu_seconds(), time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     return Load(times, errors, time.perf_counter() - t0, time.process_time() - cpu0,
-                server.cpu_seconds() - scpu0)
+                server.cpu_seconds() - scpu0, Connection.opened - opened)
 
 
 def wsgi_call(app: Any, case: Case) -> tuple[str, bytes]:
@@ -433,9 +454,10 @@ def side_by_side(conn: Any, server: Server, app: Any, floor_cases: list[Case],
     in_process: list[float] = []
     times: list[float] = []
     errors: list[str] = []
-    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    c = Connection("127.0.0.1", server.port, timeout=30)
     cpu = scpu = wall = 0.0
     order = ("floor", "http", "wsgi")
+    opened = Connection.opened
     for i, cases in enumerate(zip(floor_cases, http_cases, wsgi_cases, strict=True)):
         for n in range(3):
             which = order[(i + n) % 3]
@@ -466,7 +488,7 @@ def side_by_side(conn: Any, server: Server, app: Any, floor_cases: list[Case],
                 cpu += time.process_time() - cpu0
                 scpu += server.cpu_seconds() - scpu0
     c.close()
-    return floor, Load(times, errors, wall, cpu, scpu), in_process
+    return floor, Load(times, errors, wall, cpu, scpu, Connection.opened - opened), in_process
 
 
 def check_same(conn: Any, server: Server, cases: list[Case]) -> None:
@@ -507,7 +529,7 @@ def run(url: str, args: argparse.Namespace) -> None:
     """The storage floor and (with --http) the HTTP loads, ``args.rounds`` times."""
     conn = storage.get_connection(url)
     tmp = Path(tempfile.mkdtemp(prefix="pc_bench_api_"))
-    server = Server(url, args.workers, tmp) if args.http else None
+    server = Server(url, args.workers, tmp, args.threads) if args.http else None
     # The API's own WSGI application, as its wsgi module builds it.
     app = api_app.load_app(service.prepare_service([], config_files=[str(server.conf)])) \
         if server else None
@@ -534,6 +556,7 @@ def run(url: str, args: argparse.Namespace) -> None:
                 f" {'of which app':>12}"
                 f" | {'8 clients p50':>13} {'p99':>7} {'req/s':>6} {'x1':>5} {'errors':>6}"
                 f" | {'CPU ms/req: bench':>17} {'server':>6} {'CPUs busy':>9}"
+                f" {'TCP conns 1/8':>13}"
                 if server else ""))
             machine = Machine()
             for kind, of_kind in cases.items():
@@ -579,7 +602,8 @@ def run(url: str, args: argparse.Namespace) -> None:
                              f" | {e50:13.2f} {e99:7.2f} {eight.rate:6.0f} {scale:5.2f} {errs:6}"
                              f" | {(one.client_cpu + eight.client_cpu) / n * 1000:17.2f}"
                              f" {(one.server_cpu + eight.server_cpu) / n * 1000:6.2f}"
-                             f" {busy8:9.2f}")
+                             f" {busy8:9.2f}"
+                             f" {f'{one.connections}/{eight.connections}':>13}")
                     for err in (one.errors + eight.errors)[:3]:
                         line += f"\n      error: {err}"
                 print(line, flush=True)
@@ -617,6 +641,7 @@ def main() -> None:
     p.add_argument("--http", action="store_true",
                    help="also start panko-collector-api and load it with 1 and 8 clients")
     p.add_argument("--workers", type=int, default=2, help="[api] workers")
+    p.add_argument("--threads", type=int, help="[api] threads (default: the API's)")
     p.add_argument("--time-limit", type=float, default=60,
                    help="seconds at most per load run (per query and client count)")
     args = p.parse_args()

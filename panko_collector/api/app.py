@@ -4,6 +4,9 @@
                                /healthcheck 200 when the database answers (no auth)
                                /v2          RequestId -> auth_token (or noauth) -> views
 
+CORS sees only preflights and requests with an ``Origin``, HTTPProxyToWSGI
+only runs when proxy headers parsing is on: elsewhere they change nothing.
+
 Every error, whatever raised it, leaves as Panko's JSON error shape from
 ``_error_response``; no response carries SQL, a trace or a password.
 """
@@ -135,12 +138,45 @@ def build_app(conf: cfg.ConfigOpts, conn: storage.Connection) -> WSGIApp:
     Raises ``ConfigError`` when the policy or middleware options cannot work.
     """
     set_middleware_defaults()
+    return _cors(_proxy_headers(_routed(conf, conn), conf), conf)
+
+
+def _routed(conf: cfg.ConfigOpts, conn: storage.Connection) -> WSGIApp:
+    """The URL map, without the outer middleware (CORS, proxy headers)."""
     v2 = _flask_app("panko_collector.api.v2")
     views.Views(conf, conn, Policy(conf)).register(v2)
-    routed = DispatcherMiddleware(_root_app(conn), {
+    return DispatcherMiddleware(_root_app(conn), {
         "/v2": request_id.RequestId(_authenticated(v2, conf)),
     })
-    return cors.CORS(http_proxy_to_wsgi.HTTPProxyToWSGI(routed, conf), conf)
+
+
+def _proxy_headers(app: WSGIApp, conf: cfg.ConfigOpts) -> WSGIApp:
+    """``app`` behind HTTPProxyToWSGI when ``[oslo_middleware]
+    enable_proxy_headers_parsing`` is on (it is read once: the option is
+    not mutable), else ``app`` itself.
+
+    Off, the middleware changes nothing but still wraps every request and
+    response in WebOb objects.
+    """
+    proxied = http_proxy_to_wsgi.HTTPProxyToWSGI(app, conf)  # registers the option
+    return proxied if conf.oslo_middleware.enable_proxy_headers_parsing else app
+
+
+def _cors(app: WSGIApp, conf: cfg.ConfigOpts) -> WSGIApp:
+    """``app`` behind oslo.middleware's CORS for the requests it acts on.
+
+    CORS changes only the answers to preflights (OPTIONS) and to requests
+    naming an ``Origin``; every other request goes straight to ``app``,
+    sparing it CORS's WebOb round trip, with the same response.
+    """
+    with_cors = cors.CORS(app, conf)
+
+    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if "HTTP_ORIGIN" in environ or environ.get("REQUEST_METHOD") == "OPTIONS":
+            return with_cors(environ, start_response)
+        return app(environ, start_response)
+
+    return application
 
 
 def load_app(conf: cfg.ConfigOpts) -> WSGIApp:

@@ -25,8 +25,17 @@ API_OPTS = [
     cfg.HostAddressOpt("host", default="0.0.0.0", help="Address the API listens on."),
     cfg.PortOpt("port", default=8977, help="TCP port the API listens on (Panko's)."),
     cfg.IntOpt("workers", min=1,
-               help="Worker processes serving requests, each one request at a time "
-                    "(default: one per CPU)."),
+               help="Worker processes serving requests, each [api] threads requests at "
+                    "a time (default: one per CPU)."),
+    cfg.IntOpt("threads", default=1, min=1,
+               help="Requests each worker process serves at once, one thread each. "
+                    "Threads of a process share one CPU (Python's GIL) but can overlap "
+                    "their waits for the database; each adds a database connection to "
+                    "the worker's pool when busy."),
+    cfg.IntOpt("keepalive", default=2, min=0,
+               help="Seconds an idle client connection stays open for its next request "
+                    "(HTTP keep-alive, which python-requests sessions such as "
+                    "pankoclient's use). 0 closes every connection after its response."),
     cfg.IntOpt("default_api_return_limit", default=100, min=1,
                help="Events returned by GET /v2/events when the request gives no limit "
                     "(or 0), as in Panko."),

@@ -2,12 +2,20 @@
 
 Trait values are always strings (pankoclient joins them), datetimes are
 naive UTC in ``isoformat()`` form without an offset, as Panko wrote them.
+
+Events are rendered twice over: ``event`` builds the document as Python
+objects (the definition of the format), ``events_json``/``event_json``
+write the same text straight from the storage models, skipping the
+intermediate dicts and the general encoder's walk over them; the unit
+tests hold the two to the same bytes.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Iterable
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from panko_collector.storage import models
@@ -18,9 +26,19 @@ CAPABILITIES = {
 }
 
 
+#: ``json.dumps``'s defaults (ASCII, ", " and ": " separators, keys in
+#: insertion order) without the check for circular references, which
+#: documents built from storage rows cannot have.
+_ENCODER = json.JSONEncoder(check_circular=False)
+
+
 def dumps(body: Any) -> str:
-    """The response text: ASCII JSON (non-ASCII escaped), as Panko sent it."""
-    return json.dumps(body)
+    """The response text: ASCII JSON (non-ASCII escaped), as Panko sent it.
+
+    Raises ``TypeError`` for a value JSON cannot hold; a circular structure
+    (never built here) would raise ``RecursionError``.
+    """
+    return _ENCODER.encode(body)
 
 
 def type_name(dtype: int) -> str:
@@ -46,6 +64,37 @@ def event(e: models.Event) -> dict[str, Any]:
         "generated": e.generated.isoformat(),
         "raw": e.raw,
     }
+
+
+#: The end of a trait object after its value: ``, "type": "<name>"}``.
+_TRAIT_TAILS = {dtype: f', "type": {encode_basestring_ascii(name)}}}'
+                for dtype, name in models.Trait.type_names.items()}
+_UNKNOWN_TAIL = ', "type": "none"}'
+
+
+def event_json(e: models.Event) -> str:
+    """``dumps(event(e))``, written directly.
+
+    Raises ``TypeError`` when ``raw`` holds a value JSON cannot encode.
+    """
+    esc = encode_basestring_ascii
+    tails = _TRAIT_TAILS
+    traits = ", ".join([
+        # Text, most values, is kept as it is without a call.
+        f'{{"name": {esc(t.name)}, "value": {esc(v if v.__class__ is str else trait_value(v))}'
+        f'{tails.get(t.dtype, _UNKNOWN_TAIL)}'
+        for t in e.traits for v in (t.value,)])
+    raw = e.raw
+    # Most events keep no raw notification: {} needs no encoder.
+    raw_json = "{}" if raw.__class__ is dict and not raw else _ENCODER.encode(raw)
+    return (f'{{"message_id": {esc(e.message_id)}, "event_type": {esc(e.event_type)}, '
+            f'"traits": [{traits}], "generated": {esc(e.generated.isoformat())}, '
+            f'"raw": {raw_json}}}')
+
+
+def events_json(events: Iterable[models.Event]) -> str:
+    """``dumps([event(e) for e in events])``, written directly (see ``event_json``)."""
+    return "[" + ", ".join([event_json(e) for e in events]) + "]"
 
 
 def trait_description(t: dict[str, Any]) -> dict[str, str]:

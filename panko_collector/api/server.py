@@ -1,8 +1,16 @@
-"""Serving the API under gunicorn: ``[api] host/port/workers``.
+"""Serving the API under gunicorn: ``[api] host/port/workers/threads/keepalive``.
 
 The application is built once in the master (so a configuration error
 stops the start) and each worker drops the database connections it
 inherited, then opens its own.
+
+Workers are gunicorn's threaded ones (gthread) rather than its sync ones,
+for HTTP keep-alive: a sync worker closes the connection after every
+response, so each request of a client paid a new TCP connection. A
+gthread worker keeps idle connections in its poller for ``[api] keepalive``
+seconds and serves ``[api] threads`` requests at a time. Unlike a sync
+worker, it is not killed when one request outlasts gunicorn's timeout:
+its main loop keeps reporting to the master while threads wait.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.http import errors as http_errors
-from gunicorn.workers.sync import SyncWorker
+from gunicorn.workers.gthread import ThreadWorker
 from oslo_config import cfg
 
 from panko_collector import storage
@@ -29,8 +37,8 @@ LOG = logging.getLogger(__name__)
 MAX_REQUEST_LINE = 8190
 
 
-class JsonErrorWorker(SyncWorker):  # type: ignore[misc]
-    """gunicorn's sync worker, answering a request it cannot parse (over-long
+class JsonErrorWorker(ThreadWorker):  # type: ignore[misc]
+    """gunicorn's gthread worker, answering a request it cannot parse (over-long
     request line or headers, bytes that are not HTTP) in Panko's JSON error
     shape rather than an HTML page."""
 
@@ -99,6 +107,8 @@ def settings(conf: cfg.ConfigOpts, conn: storage.Connection) -> dict[str, Any]:
         "bind": [bind],
         "workers": conf.api.workers or os.cpu_count() or 1,
         "worker_class": f"{__name__}.JsonErrorWorker",
+        "threads": conf.api.threads,
+        "keepalive": conf.api.keepalive,
         "proc_name": "panko-collector-api",
         "limit_request_line": MAX_REQUEST_LINE,
         "post_fork": post_fork,
