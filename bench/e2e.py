@@ -1,7 +1,7 @@
 """End-to-end throughput of panko-collector beside a bare kombu consumer.
 
 Usage: .venv/bin/python bench/e2e.py [-n 20000] [--workers N] [--batch-size 500]
-                                     [--definitions FILE]
+                                     [--definitions FILE] [--priorities info,error]
 
 In one run, on a RabbitMQ vhost and a PostgreSQL database of its own:
 
@@ -306,6 +306,11 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--definitions", default=None,
                         help="[event] definitions_cfg_file (default: the packaged ones)")
+    # Each priority is one more queue per topic sharing the worker's
+    # prefetch_count: "info" alone shows the one-queue case.
+    parser.add_argument("--priorities", default=None,
+                        help="[collector] priorities, comma-separated (default: the "
+                             "collector's default, seven)")
     args = parser.parse_args()
 
     workers = args.workers or os.cpu_count() or 1
@@ -323,7 +328,8 @@ def main() -> None:
         storage.get_connection(db_url).upgrade()
         print(f"N={args.n} notifications from {len(tmpl)} legacy corpus templates, "
               f"{workers} workers, batch_size {args.batch_size}, PostgreSQL, "
-              f"{os.cpu_count()} CPUs, definitions: {args.definitions or 'packaged'}")
+              f"{os.cpu_count()} CPUs, definitions: {args.definitions or 'packaged'}, "
+              f"priorities: {args.priorities or 'default'}")
 
         fill(vhost, args.n, tmpl)
         bare, bare_cpu = bare_drain(vhost, args.n, workers, 2 * args.batch_size)
@@ -343,6 +349,7 @@ def main() -> None:
             f"[database]\nconnection = {db_url}\n"
             f"[collector]\nbatch_size = {args.batch_size}\nsummary_interval = 10\n"
             + (f"workers = {args.workers}\n" if args.workers else "")
+            + (f"priorities = {args.priorities}\n" if args.priorities else "")
             + (f"[event]\ndefinitions_cfg_file = {Path(args.definitions).resolve()}\n"
                if args.definitions else "")
         )
