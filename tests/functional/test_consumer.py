@@ -68,6 +68,24 @@ class FlakyStorage:
         return self.real.record_events(events)
 
 
+class GatedStorage:
+    """The real storage; records each batch's size, and writes wait while ``gate`` is clear."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.sizes: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.waiting = threading.Event()
+
+    def record_events(self, events: Any) -> Any:
+        self.sizes.append(len(events))
+        if not self.gate.is_set():
+            self.waiting.set()
+            self.gate.wait(60)
+        return self.real.record_events(events)
+
+
 def make_conf(tmp_path: Path, vhost_name: str, **collector: Any) -> Any:
     opts = {"exchanges": "nova,neutron", "priorities": "info,error", "batch_size": 50,
             "batch_timeout": 0.3, "summary_interval": 1, "storage_retry_interval": 0.2,
@@ -407,3 +425,51 @@ def test_broker_loss_during_database_outage_loses_nothing(setup: Any, vhost: str
                  what="everything acked")
     finally:
         running.stop()
+
+
+def test_a_busy_queue_gets_the_prefetch_its_quiet_neighbours_leave(
+        tmp_path: Path, vhost: str) -> None:
+    """Four queues share prefetch_count 40 (per consumer prefetch): 10 each
+    at first. Only info is busy: once one of its batches is acked, the
+    consumers are restarted with windows that follow the traffic, so info's
+    batches grow past 10 (with fixed shares, every batch of a busy queue is
+    its share, and it stalls during every commit); and the worker still
+    holds no more than 40 unacked messages, as the broker counts them."""
+    priorities = ["info", "error", "warn", "audit"]
+    conf = make_conf(tmp_path, vhost, priorities=",".join(priorities), batch_size=100,
+                     prefetch_count=40, batch_timeout=5)
+    store = storage.get_connection(conf.database.connection, conf)
+    store.upgrade()
+    gated = GatedStorage(store)
+    pub = Publisher(vhost)
+    first = [broker.notification() for _ in range(200)]
+    for n in first:
+        pub.publish(n)
+    running = Running(Consumer(conf, gated, SimpleConverter(), decoder.decode, name="test"))
+
+    def unacked() -> int:
+        counts = broker.queue_counts(vhost)
+        return sum(counts[f"notifications.{p}"][1] for p in priorities)
+
+    try:
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in first},
+                 what="the busy queue's events stored")
+        assert max(gated.sizes) > 10, gated.sizes
+        # Writes held: the worker takes all its windows allow from every queue.
+        gated.gate.clear()
+        second = [broker.notification(priority=p.upper()) for p in priorities for _ in range(60)]
+        for n in second:
+            pub.publish(n)
+        wait_for(gated.waiting.is_set, what="a write held")
+        wait_for(lambda: unacked() == 40, timeout=30, what="the worker holding its prefetch")
+        time.sleep(1)  # nothing more comes
+        assert unacked() == 40
+        gated.gate.set()
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in first + second},
+                 timeout=60, what="everything stored")
+        wait_for(lambda: unacked() == 0, what="everything acked")
+    finally:
+        gated.gate.set()
+        running.stop()
+        pub.close()
+    assert running.consumer.totals.duplicates == 0
