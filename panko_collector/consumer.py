@@ -376,6 +376,10 @@ class Consumer:
                 # empty batch would otherwise never probe the database again.
                 if self._storage_down.is_set() and self._inflight is not None:
                     self._cancel("storage")
+                # Waiting for acks that are not a write's: refused dead
+                # letters accepted at last.
+                if self._paused == "budget":
+                    self._start_consuming()
                 if self._inflight is None and (self._batch.due() or self._full_windows()):
                     self._submit()
                 if self._inflight is not None:

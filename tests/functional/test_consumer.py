@@ -473,3 +473,78 @@ def test_a_busy_queue_gets_the_prefetch_its_quiet_neighbours_leave(
         running.stop()
         pub.close()
     assert running.consumer.totals.duplicates == 0
+
+
+class OutageThenHeld:
+    """The real storage behind a scripted outage: the first write waits for
+    ``release`` then fails like the rest while ``down`` is set; after that,
+    one write passes and every later one waits for ``gate``."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.calls = 0
+        self.release = threading.Event()
+        self.down = threading.Event()
+        self.down.set()
+        self.gate = threading.Event()
+        self.passed = 0
+
+    def record_events(self, events: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            self.release.wait(60)
+        if self.down.is_set():
+            raise errors.StorageUnavailable("database unavailable: test outage")
+        if self.passed:
+            self.gate.wait(60)
+        self.passed += 1
+        return self.real.record_events(events)
+
+
+def test_after_an_outage_the_batch_held_meanwhile_counts_in_the_bound(
+        tmp_path: Path, vhost: str) -> None:
+    """A database outage cancels the consumers; the batch that filled while
+    the first write was failing stays unacked. RabbitMQ counts those
+    messages in no window of the consumers started when the database is
+    back, so their windows must leave room for them: the worker still holds
+    at most prefetch_count (40) messages, not 30 more."""
+    priorities = ["info", "error", "warn", "audit"]
+    conf = make_conf(tmp_path, vhost, priorities=",".join(priorities), batch_size=100,
+                     prefetch_count=40, batch_timeout=5)
+    store = storage.get_connection(conf.database.connection, conf)
+    store.upgrade()
+    scripted = OutageThenHeld(store)
+    pub = Publisher(vhost)
+    notes = [broker.notification() for _ in range(100)]
+    for n in notes:
+        pub.publish(n)
+    running = Running(Consumer(conf, scripted, SimpleConverter(), decoder.decode, name="test"))
+
+    def unacked() -> int:
+        counts = broker.queue_counts(vhost)
+        return sum(counts[f"notifications.{p}"][1] for p in priorities)
+
+    try:
+        # info's window (10 of 40) is full and written; the other queues fill
+        # theirs while that write hangs, then fails.
+        wait_for(lambda: scripted.calls == 1, what="the first write")
+        for p in priorities[1:]:
+            for _ in range(50):
+                notes.append(broker.notification(priority=p.upper()))
+                pub.publish(notes[-1])
+        wait_for(lambda: unacked() == 40, what="every window full")
+        scripted.release.set()
+        wait_for(lambda: scripted.calls >= 3, what="failed retries")
+        scripted.down.clear()
+        wait_for(lambda: scripted.passed == 1, what="the first batch written")
+        time.sleep(2)  # the consumers started again take all they may
+        assert unacked() <= 40
+        scripted.gate.set()
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in notes},
+                 timeout=60, what="everything stored")
+    finally:
+        scripted.release.set()
+        scripted.down.clear()
+        scripted.gate.set()
+        running.stop()
+        pub.close()
