@@ -427,6 +427,33 @@ def test_broker_loss_during_database_outage_loses_nothing(setup: Any, vhost: str
         running.stop()
 
 
+FOUR = ["info", "error", "warn", "audit"]
+
+
+def four_queues(tmp_path: Path, vhost: str, storage_wrapper: Any,
+                infos: int) -> tuple[Any, Any, Publisher, list[dict[str, Any]], Running]:
+    """A worker consuming four queues that share prefetch_count 40 (10 each
+    at first), its storage wrapped by ``storage_wrapper``, ``infos`` info
+    notifications waiting. Returns the real store, the wrapper, the
+    publisher, the notifications and the running worker."""
+    conf = make_conf(tmp_path, vhost, priorities=",".join(FOUR), batch_size=100,
+                     prefetch_count=40, batch_timeout=5)
+    store = storage.get_connection(conf.database.connection, conf)
+    store.upgrade()
+    pub = Publisher(vhost)
+    notes = [broker.notification() for _ in range(infos)]
+    for n in notes:
+        pub.publish(n)
+    wrapped = storage_wrapper(store)
+    running = Running(Consumer(conf, wrapped, SimpleConverter(), decoder.decode, name="test"))
+    return store, wrapped, pub, notes, running
+
+
+def unacked_on_four(vhost: str) -> int:
+    counts = broker.queue_counts(vhost)
+    return sum(counts[f"notifications.{p}"][1] for p in FOUR)
+
+
 def test_a_busy_queue_gets_the_prefetch_its_quiet_neighbours_leave(
         tmp_path: Path, vhost: str) -> None:
     """Four queues share prefetch_count 40 (per consumer prefetch): 10 each
@@ -435,21 +462,10 @@ def test_a_busy_queue_gets_the_prefetch_its_quiet_neighbours_leave(
     batches grow past 10 (with fixed shares, every batch of a busy queue is
     its share, and it stalls during every commit); and the worker still
     holds no more than 40 unacked messages, as the broker counts them."""
-    priorities = ["info", "error", "warn", "audit"]
-    conf = make_conf(tmp_path, vhost, priorities=",".join(priorities), batch_size=100,
-                     prefetch_count=40, batch_timeout=5)
-    store = storage.get_connection(conf.database.connection, conf)
-    store.upgrade()
-    gated = GatedStorage(store)
-    pub = Publisher(vhost)
-    first = [broker.notification() for _ in range(200)]
-    for n in first:
-        pub.publish(n)
-    running = Running(Consumer(conf, gated, SimpleConverter(), decoder.decode, name="test"))
+    store, gated, pub, first, running = four_queues(tmp_path, vhost, GatedStorage, 200)
 
     def unacked() -> int:
-        counts = broker.queue_counts(vhost)
-        return sum(counts[f"notifications.{p}"][1] for p in priorities)
+        return unacked_on_four(vhost)
 
     try:
         wait_for(lambda: stored_ids(store) == {n["message_id"] for n in first},
@@ -457,7 +473,7 @@ def test_a_busy_queue_gets_the_prefetch_its_quiet_neighbours_leave(
         assert max(gated.sizes) > 10, gated.sizes
         # Writes held: the worker takes all its windows allow from every queue.
         gated.gate.clear()
-        second = [broker.notification(priority=p.upper()) for p in priorities for _ in range(60)]
+        second = [broker.notification(priority=p.upper()) for p in FOUR for _ in range(60)]
         for n in second:
             pub.publish(n)
         wait_for(gated.waiting.is_set, what="a write held")
@@ -508,27 +524,16 @@ def test_after_an_outage_the_batch_held_meanwhile_counts_in_the_bound(
     messages in no window of the consumers started when the database is
     back, so their windows must leave room for them: the worker still holds
     at most prefetch_count (40) messages, not 30 more."""
-    priorities = ["info", "error", "warn", "audit"]
-    conf = make_conf(tmp_path, vhost, priorities=",".join(priorities), batch_size=100,
-                     prefetch_count=40, batch_timeout=5)
-    store = storage.get_connection(conf.database.connection, conf)
-    store.upgrade()
-    scripted = OutageThenHeld(store)
-    pub = Publisher(vhost)
-    notes = [broker.notification() for _ in range(100)]
-    for n in notes:
-        pub.publish(n)
-    running = Running(Consumer(conf, scripted, SimpleConverter(), decoder.decode, name="test"))
+    store, scripted, pub, notes, running = four_queues(tmp_path, vhost, OutageThenHeld, 100)
 
     def unacked() -> int:
-        counts = broker.queue_counts(vhost)
-        return sum(counts[f"notifications.{p}"][1] for p in priorities)
+        return unacked_on_four(vhost)
 
     try:
         # info's window (10 of 40) is full and written; the other queues fill
         # theirs while that write hangs, then fails.
         wait_for(lambda: scripted.calls == 1, what="the first write")
-        for p in priorities[1:]:
+        for p in FOUR[1:]:
             for _ in range(50):
                 notes.append(broker.notification(priority=p.upper()))
                 pub.publish(notes[-1])
