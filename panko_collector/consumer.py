@@ -505,8 +505,8 @@ class Consumer:
         windows add up to prefetch_count less what the worker already holds
         unacked from cancelled consumers (no window counts those any more),
         so the worker never holds more than prefetch_count messages. When
-        that leaves less than one slot per queue, consuming waits for the
-        next batch's ack (``_collect`` calls again).
+        that leaves less than one slot per queue, consuming waits for acks
+        (``_collect`` and the loop call again while paused for that).
 
         ``consume()`` waits for a ConsumeOk while messages of the queues
         already consumed arrive; see :meth:`_deliver`.
