@@ -165,7 +165,7 @@ class _Write:
     items: list[tuple[models.Event, Any]]
     events: list[models.Event]
     generation: int
-    #: Queues whose window was full when the batch was handed over.
+    #: Queues whose half window was in the batch when it was handed over.
     starved: frozenset[str] = frozenset()
     future: Future[RecordResult] | None = None
 
@@ -400,14 +400,18 @@ class Consumer:
             raise errors.BrokerUnavailable(str(exc) or type(exc).__name__) from exc
 
     def _full_windows(self) -> frozenset[str]:
-        """The queues whose consumer can be sent nothing more until the batch is acked.
+        """The queues that sent half their window into the batch.
 
-        With prefetch_count shared between several queues, a queue can fill
-        its window long before batch_size: write what it sent then, instead
-        of waiting for batch_timeout.
+        With prefetch_count shared between several queues, a queue's window
+        can be far below twice batch_size. Written once half its window is
+        in, the batch is committed while the other half fills, as the
+        default prefetch of twice batch_size does for one queue: written
+        only when the window is full, the queue gets nothing during the
+        commit, and after it the writer waits for the batch to fill again.
+        Neither waits for batch_timeout.
         """
         return frozenset(q for key, (q, window) in self._windows.items()
-                         if self._in_batch[key] >= window)
+                         if self._in_batch[key] >= (window + 1) // 2)
 
     def _tick(self) -> None:
         now = time.monotonic()

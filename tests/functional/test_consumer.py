@@ -233,7 +233,8 @@ def test_a_batch_is_acked_at_once_around_dead_letters_drops_and_ignored(
         return real_ack(channel, delivery_tag, multiple, **kwargs)
 
     monkeypatch.setattr(amqp.Channel, "basic_ack", spy)
-    conf = make_conf(tmp_path, vhost, batch_size=6, prefetch_count=12)  # 6 per queue
+    # 12 per queue: batches of 6 are written as half a window is in.
+    conf = make_conf(tmp_path, vhost, batch_size=6, prefetch_count=24)
     store = storage.get_connection(conf.database.connection, conf)
     store.upgrade()
     pub = Publisher(vhost)
@@ -530,7 +531,7 @@ def test_after_an_outage_the_batch_held_meanwhile_counts_in_the_bound(
         return unacked_on_four(vhost)
 
     try:
-        # info's window (10 of 40) is full and written; the other queues fill
+        # Half of info's window (5 of 10) is written; the rest of it and the other queues fill
         # theirs while that write hangs, then fails.
         wait_for(lambda: scripted.calls == 1, what="the first write")
         for p in FOUR[1:]:
