@@ -460,8 +460,8 @@ def test_a_busy_queue_gets_the_prefetch_its_quiet_neighbours_leave(
     """Four queues share prefetch_count 40 (per consumer prefetch): 10 each
     at first. Only info is busy: once one of its batches is acked, the
     consumers are restarted with windows that follow the traffic, so info's
-    batches grow past 10 (with fixed shares, every batch of a busy queue is
-    its share, and it stalls during every commit); and the worker still
+    batches grow past 10 (with fixed shares they stay at half of its 10,
+    however busy it is); and the worker still
     holds no more than 40 unacked messages, as the broker counts them."""
     store, gated, pub, first, running = four_queues(tmp_path, vhost, GatedStorage, 200)
 
