@@ -452,10 +452,10 @@ class Consumer:
         Returns the windows they had, or None (nothing cancelled); ``_collect``
         starts them again with new windows once the batch is acked.
 
-        Equal shares of prefetch_count make a busy queue among quiet ones
-        (notifications.info among seven priorities) stall during every
-        commit: its share (142 at the defaults) is the whole batch, and
-        nothing more is delivered until that batch is acked. A consumer's
+        Equal shares of prefetch_count leave a busy queue among quiet ones
+        (notifications.info among seven priorities) a window of 142 at the
+        defaults: batches of 71, seven times as many commits as batches of
+        batch_size, while the quiet queues' shares sit unused. A consumer's
         window cannot change while it runs (basic.qos with global=false
         applies to consumers started after it), so every consumer is
         cancelled and started again with windows shared by recent demand.
