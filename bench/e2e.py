@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python bench/e2e.py [-n 20000] [--workers N] [--batch-size 500]
                                      [--definitions FILE] [--metrics-port PORT]
+                                     [--priorities info,error]
 
 In one run, on a RabbitMQ vhost and a PostgreSQL database of its own:
 
@@ -309,6 +310,11 @@ def main() -> None:
     parser.add_argument("--metrics-port", type=int, default=0,
                         help="[collector] metrics_port: serve the Prometheus endpoint on it "
                         "(default 0: metrics off), to see what counting costs")
+    # Each priority is one more queue per topic sharing the worker's
+    # prefetch_count: "info" alone shows the one-queue case.
+    parser.add_argument("--priorities", default=None,
+                        help="[collector] priorities, comma-separated (default: the "
+                             "collector's default, seven)")
     args = parser.parse_args()
 
     workers = args.workers or os.cpu_count() or 1
@@ -327,7 +333,8 @@ def main() -> None:
         print(f"N={args.n} notifications from {len(tmpl)} legacy corpus templates, "
               f"{workers} workers, batch_size {args.batch_size}, PostgreSQL, "
               f"{os.cpu_count()} CPUs, definitions: {args.definitions or 'packaged'}, "
-              f"metrics {f'on port {args.metrics_port}' if args.metrics_port else 'off'}")
+              f"metrics {f'on port {args.metrics_port}' if args.metrics_port else 'off'}, "
+              f"priorities: {args.priorities or 'default'}")
 
         fill(vhost, args.n, tmpl)
         bare, bare_cpu = bare_drain(vhost, args.n, workers, 2 * args.batch_size)
@@ -348,6 +355,7 @@ def main() -> None:
             f"[collector]\nbatch_size = {args.batch_size}\nsummary_interval = 10\n"
             + (f"workers = {args.workers}\n" if args.workers else "")
             + (f"metrics_port = {args.metrics_port}\n" if args.metrics_port else "")
+            + (f"priorities = {args.priorities}\n" if args.priorities else "")
             + (f"[event]\ndefinitions_cfg_file = {Path(args.definitions).resolve()}\n"
                if args.definitions else "")
         )

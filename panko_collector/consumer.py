@@ -46,7 +46,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
@@ -68,6 +68,45 @@ LOG = logging.getLogger(__name__)
 _TICK = 0.5
 #: Seconds between checks for a finished write while one is in flight.
 _POLL = 0.01
+#: A starved queue's consumer is restarted with a new window only when the
+#: window would at least double: each restart costs a few round trips and
+#: turns what that consumer holds into slots no window can use until acked,
+#: so small corrections would churn for nothing.
+_GROWTH = 2
+
+
+def share_windows(budget: int, demand: Mapping[str, float], floor: int) -> dict[str, int]:
+    """Split ``budget`` prefetch slots between queues, in proportion to ``demand``.
+
+    Every queue gets at least ``floor`` (lowered to what the budget allows)
+    so that a quiet queue is still consumed and its first burst seen; the
+    rest goes by demand (recent deliveries per queue), or evenly when
+    nothing is known. The windows add up to exactly ``budget`` (largest
+    remainders get the slots rounding leaves), so the worker may hold
+    ``budget`` messages and no more. With fewer slots than queues every
+    queue gets 1: a window of 0 would mean no limit at all.
+    """
+    names = list(demand)
+    if budget < len(names):
+        return dict.fromkeys(names, 1)
+    floor = min(max(1, floor), budget // len(names))
+    spare = budget - floor * len(names)
+    weights = {q: max(0.0, d) for q, d in demand.items()}
+    total = sum(weights.values())
+    if total <= 0:
+        weights, total = dict.fromkeys(names, 1.0), float(len(names))
+    shares = {q: spare * w / total for q, w in weights.items()}
+    windows = {q: floor + int(shares[q]) for q in names}
+    left = budget - sum(windows.values())
+    for q in sorted(names, key=lambda q: shares[q] - int(shares[q]), reverse=True)[:left]:
+        windows[q] += 1
+    return windows
+
+
+def worth_rebalancing(current: Mapping[str, int], planned: Mapping[str, int],
+                      starved: Iterable[str]) -> bool:
+    """Whether a queue whose window filled up would get at least ``_GROWTH`` times it."""
+    return any(planned.get(q, 0) >= _GROWTH * current.get(q, 0) for q in starved)
 
 
 class Converter(Protocol):
@@ -127,6 +166,8 @@ class _Write:
     items: list[tuple[models.Event, Any]]
     events: list[models.Event]
     generation: int
+    #: Queues whose half window was in the batch when it was handed over.
+    starved: frozenset[str] = frozenset()
     future: Future[RecordResult] | None = None
 
 
@@ -182,9 +223,16 @@ class Consumer:
         )
         self._conn: kombu.Connection | None = None
         self._reader: read_ahead.ReadAhead | None = None
-        self._consumer: kombu.Consumer | None = None
+        self._channel: Any = None
+        self._queues: list[kombu.Queue] = []
+        #: One kombu consumer per queue: each has a window of its own.
+        self._consumers: list[kombu.Consumer] = []
         self._producer: kombu.Producer | None = None
-        self._paused = False
+        #: Why consuming is paused: "storage" (the database is down),
+        #: "budget" (too many messages of cancelled consumers still unacked
+        #: to give every queue a window); None while consuming.
+        self._paused: str | None = None
+        self._serial = 0
         #: Deliveries waiting while another is handled or consume() starts.
         self._held: collections.deque[kombu.Message] = collections.deque()
         self._handling = False
@@ -195,10 +243,13 @@ class Consumer:
         self._storage_down = threading.Event()
         self._last_heartbeat = 0.0
         self._last_report = time.monotonic()
-        #: Prefetch of each queue's consumer: prefetch_count shared between them.
-        self._window = 1
-        #: Messages of the current batch per consumer tag, to see a window fill.
+        #: (queue name, window) of each running consumer, by its tag prefix.
+        self._windows: dict[str, tuple[str, int]] = {}
+        #: Messages of the current batch per consumer (tag prefix), to see a window fill.
         self._in_batch: collections.Counter[str] = collections.Counter()
+        #: Recent messages batched per queue name, halved at each batch: what
+        #: the windows are shared by.
+        self._demand: dict[str, float] = {}
         #: Dead letters the broker nacked: originals unacked, retried later.
         self._refused: list[tuple[kombu.Message, dict[str, Any]]] = []
         self._refused_backoff = Backoff(
@@ -275,15 +326,9 @@ class Consumer:
             channel = conn.channel()
             kombu_hooks.raw_bodies(channel)
             declared = queues.declare(self.conf, channel)
-            # Per consumer (global=false): RabbitMQ 4.3 refuses a per-channel
-            # limit. Each queue's consumer gets its share of prefetch_count,
-            # so the worker holds no more than prefetch_count messages.
-            self._window = max(1, self.prefetch_count // len(declared))
-            channel.basic_qos(0, self._window, False)
+            self._channel = channel
+            self._queues = declared
             self._producer = kombu.Producer(channel)
-            self._consumer = kombu.Consumer(
-                channel, declared, on_message=self._deliver, no_ack=False
-            )
             self._start_consuming()
         except errors.BrokerRefused:
             raise
@@ -331,8 +376,12 @@ class Consumer:
                 # be stale (a write given up after a broker loss), and an
                 # empty batch would otherwise never probe the database again.
                 if self._storage_down.is_set() and self._inflight is not None:
-                    self._cancel()
-                if self._inflight is None and (self._batch.due() or self._window_full()):
+                    self._cancel("storage")
+                # Waiting for acks that are not a write's: refused dead
+                # letters accepted at last.
+                if self._paused == "budget":
+                    self._start_consuming()
+                if self._inflight is None and (self._batch.due() or self._full_windows()):
                     self._submit()
                 if self._inflight is not None:
                     timeout = _POLL  # to ack soon after the commit
@@ -344,21 +393,26 @@ class Consumer:
                 self._tick()
             # Stop order: stop taking (cancel, so nothing new is delivered),
             # write what we hold and ack it (_flush_all), then close (run).
-            self._cancel()
+            self._cancel("stop")
             self._flush_all()
         except errors.BrokerUnavailable:
             raise
         except self._broker_errors() as exc:
             raise errors.BrokerUnavailable(str(exc) or type(exc).__name__) from exc
 
-    def _window_full(self) -> bool:
-        """A queue's consumer can be sent nothing more until the batch is acked.
+    def _full_windows(self) -> frozenset[str]:
+        """The queues that sent half their window into the batch.
 
-        With prefetch_count shared between several queues, one busy queue
-        fills its share long before batch_size: write what it sent then,
-        instead of waiting for batch_timeout.
+        With prefetch_count shared between several queues, a queue's window
+        can be far below twice batch_size. Written once half its window is
+        in, the batch is committed while the other half fills, as the
+        default prefetch of twice batch_size does for one queue: written
+        only when the window is full, the queue gets nothing during the
+        commit, and after it the writer waits for the batch to fill again.
+        Neither waits for batch_timeout.
         """
-        return bool(self._in_batch) and max(self._in_batch.values()) >= self._window
+        return frozenset(q for key, (q, window) in self._windows.items()
+                         if self._in_batch[key] >= (window + 1) // 2)
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -372,16 +426,73 @@ class Consumer:
         if now - self._last_report >= self.summary_interval:
             self._report()
 
-    def _cancel(self) -> None:
-        if self._consumer is not None and not self._paused:
+    def _cancel(self, why: str) -> None:
+        """Cancel every consumer: the broker sends nothing more.
+
+        What they delivered stays unacked on the channel and can still be
+        acked, but RabbitMQ no longer counts it in any window (a consumer
+        started later gets its whole window however much is unacked): it
+        still counts in the worker's bound, see :meth:`_start_consuming`.
+        """
+        if self._consumers and self._paused is None:
             with self._holding():  # cancel() waits for CancelOk
-                self._consumer.cancel()
-                self._paused = True
+                for consumer in self._consumers:
+                    consumer.cancel()
+                self._consumers = []
+                self._windows = {}
+                self._paused = why
+
+    def _unacked(self) -> int:
+        """Messages this worker holds unacked: batched, being written, waiting."""
+        inflight = len(self._inflight.items) if self._inflight is not None else 0
+        return len(self._batch) + inflight + len(self._held) + len(self._refused)
+
+    def _rebalancing(self, write: _Write) -> dict[str, int] | None:
+        """Before ``write`` is acked: cancel the consumers if their windows should change.
+
+        Returns the windows they had, or None (nothing cancelled); ``_collect``
+        starts them again with new windows once the batch is acked.
+
+        Equal shares of prefetch_count leave a busy queue among quiet ones
+        (notifications.info among seven priorities) a window of 142 at the
+        defaults: batches of 71, seven times as many commits as batches of
+        batch_size, while the quiet queues' shares sit unused. A consumer's
+        window cannot change while it runs (basic.qos with global=false
+        applies to consumers started after it), so every consumer is
+        cancelled and started again with windows shared by recent demand.
+        Cancelled before the ack that ends the starvation: acked first, the
+        starved queue would at once be sent a window's worth more, which the
+        cancelled consumer's messages would then take from the new windows
+        until their own batch is acked. Cancelled first, the new windows get
+        what the worker holds least: all but what came from the other queues
+        during the commit.
+        """
+        if (not write.starved or self._paused is not None or self._stop.is_set()
+                or write.generation != self._generation):
+            return None
+        current = {q: w for q, w in self._windows.values()}
+        # ``write`` is out of _unacked() already: its messages are about to be acked.
+        planned = share_windows(self.prefetch_count - self._unacked(), self._demand_now(),
+                                self._floor())
+        if not worth_rebalancing(current, planned, write.starved):
+            return None
+        self._cancel("budget")
+        return current
+
+    def _demand_now(self) -> dict[str, float]:
+        return {q.name: self._demand.get(q.name, 0.0) for q in self._queues}
+
+    def _floor(self) -> int:
+        """The least window of a queue: a quiet queue keeps a small share."""
+        return max(1, int(self.prefetch_count) // (8 * max(1, len(self._queues))))
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
         self._reader = None
-        self._consumer = self._producer = None
+        self._producer = None
+        self._channel = None
+        self._consumers = []
+        self._windows = {}
         if conn is not None:
             try:
                 conn.release()
@@ -391,16 +502,48 @@ class Consumer:
 
     # -- per message ----------------------------------------------------------
 
-    def _start_consuming(self) -> None:
-        """``consume()``; what it delivers meanwhile is handled after it returns.
+    def _start_consuming(self) -> bool:
+        """Start one consumer per queue; False if the bound leaves too little yet.
 
-        ``consume()`` waits for one ConsumeOk per queue while messages of the
-        queues already consumed arrive; see :meth:`_deliver`.
+        Per consumer prefetch (global=false): RabbitMQ 4.3 refuses a
+        per-channel limit. Each queue's consumer gets a window, and the
+        windows add up to prefetch_count less what the worker already holds
+        unacked from cancelled consumers (no window counts those any more),
+        so the worker never holds more than prefetch_count messages. When
+        that leaves less than one slot per queue, consuming waits for acks
+        (``_collect`` and the loop call again while paused for that).
+
+        ``consume()`` waits for a ConsumeOk while messages of the queues
+        already consumed arrive; see :meth:`_deliver`.
         """
-        assert self._consumer is not None
+        assert self._channel is not None
+        held = self._unacked()
+        budget = self.prefetch_count - held
+        if held and budget < len(self._queues):
+            self._paused = self._paused or "budget"
+            return False
+        windows = share_windows(budget, self._demand_now(), self._floor())
         with self._holding():
-            self._consumer.consume()
-            self._paused = False
+            for queue in self._queues:
+                self._serial += 1
+                # kombu names the consumer tag prefix + a counter: the prefix
+                # tells which consumer (and window) a delivery came from.
+                prefix = f"{self.name}/{self._serial}/"
+                # Applies to the consumers started after it: this one.
+                self._channel.basic_qos(0, windows[queue.name], False)
+                consumer = kombu.Consumer(self._channel, [queue], on_message=self._deliver,
+                                          no_ack=False, auto_declare=False, tag_prefix=prefix)
+                consumer.consume()
+                self._consumers.append(consumer)
+                self._windows[prefix] = (queue.name, windows[queue.name])
+            self._paused = None
+        return True
+
+    @staticmethod
+    def _consumer_key(message: kombu.Message) -> str:
+        """The tag prefix of the consumer that delivered ``message``."""
+        tag = str((message.delivery_info or {}).get("consumer_tag", ""))
+        return tag.rpartition("/")[0] + "/"
 
     def _deliver(self, message: kombu.Message) -> None:
         """kombu's callback: handle ``message`` now, or after the one in hand.
@@ -471,7 +614,11 @@ class Consumer:
             self.metrics.dropped()
             return
         self._batch.add((event, message))
-        self._in_batch[(message.delivery_info or {}).get("consumer_tag", "")] += 1
+        key = self._consumer_key(message)
+        self._in_batch[key] += 1
+        if key in self._windows:
+            queue = self._windows[key][0]
+            self._demand[queue] = self._demand.get(queue, 0.0) + 1
 
     def _dead_letter(self, message: kombu.Message, reason: str, error: str) -> None:
         """Publish a copy to the dead-letter exchange (confirmed), then ack the original."""
@@ -561,12 +708,15 @@ class Consumer:
 
     def _submit(self) -> None:
         """Hand the batch to the writer thread; its messages stay unacked."""
+        starved = self._full_windows()
         items = self._batch.take()
         self._in_batch.clear()
+        # Halved at each batch: the windows follow the last few batches' mix.
+        self._demand = {q: d / 2 for q, d in self._demand.items()}
         events: dict[str, models.Event] = {}
         for event, _message in items:
             events.setdefault(event.message_id, event)
-        write = _Write(items, list(events.values()), self._generation)
+        write = _Write(items, list(events.values()), self._generation, starved)
         write.future = self._writer.submit(self._write, write)
         self._inflight = write
 
@@ -583,16 +733,24 @@ class Consumer:
             return
         result = write.future.result()
         self._inflight = None
+        current = self._rebalancing(write)
         self._settle(write, {f.event.message_id: f.reason for f in result.failed})
         self.stats.stored += result.stored
         # Redeliveries inside one batch count as duplicates too.
         duplicates = result.duplicates + len(write.items) - len(write.events)
         self.stats.duplicates += duplicates
         self.metrics.stored(result.stored, duplicates)
-        if self._paused and not self._stop.is_set():
-            assert self._consumer is not None
-            self._start_consuming()
-            LOG.info("%s: database available again; consuming", self.name)
+        if self._stop.is_set() or write.generation != self._generation:
+            return
+        if self._paused is not None:
+            was = self._paused
+            if not self._start_consuming():
+                return
+            if was == "storage":
+                LOG.info("%s: database available again; consuming", self.name)
+            elif current is not None:
+                LOG.debug("%s: prefetch windows %s (were %s)", self.name,
+                          {q: w for q, w in self._windows.values()}, current)
 
     def _settle(self, write: _Write, failed: dict[str, str]) -> None:
         """Dead-letter the refused messages of a committed batch, then ack the rest at once.

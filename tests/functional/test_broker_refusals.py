@@ -211,20 +211,21 @@ def test_a_busy_queue_is_written_when_its_prefetch_share_is_in(
         tmp_path: Path, vhost: str) -> None:
     """prefetch_count is shared between the queues consumed (two here): a
     queue's consumer gets 10 of 20, far below batch_size, so the batch is
-    written once those 10 are in, not after batch_timeout (an hour here)."""
+    written once half of those 10 are in (the other half fills while it is
+    written), not after batch_timeout (an hour here)."""
     conf = make_conf(tmp_path, vhost, batch_size=500, batch_timeout=3600, prefetch_count=20)
     store = storage.get_connection(conf.database.connection, conf)
     store.upgrade()
     pub = Publisher(vhost)
-    notes = [broker.notification() for _ in range(35)]
+    notes = [broker.notification() for _ in range(33)]
     for n in notes:
         pub.publish(n)
     pub.close()
     running = Running(Consumer(conf, store, SimpleConverter(), decoder.decode, name="test"))
     try:
-        # 30 by three full shares; the last 5 wait for more (or the hour).
-        wait_for(lambda: len(stored_ids(store)) == 30, what="three shares written")
-        assert broker.queue_counts(vhost)["notifications.info"] == (0, 5)
+        # 30 by six half shares; the last 3 wait for more (or the hour).
+        wait_for(lambda: len(stored_ids(store)) == 30, what="six half shares written")
+        assert broker.queue_counts(vhost)["notifications.info"] == (0, 3)
     finally:
         running.stop()
     assert stored_ids(store) == {n["message_id"] for n in notes}

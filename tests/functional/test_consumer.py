@@ -68,6 +68,24 @@ class FlakyStorage:
         return self.real.record_events(events)
 
 
+class GatedStorage:
+    """The real storage; records each batch's size, and writes wait while ``gate`` is clear."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.sizes: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.waiting = threading.Event()
+
+    def record_events(self, events: Any) -> Any:
+        self.sizes.append(len(events))
+        if not self.gate.is_set():
+            self.waiting.set()
+            self.gate.wait(60)
+        return self.real.record_events(events)
+
+
 def make_conf(tmp_path: Path, vhost_name: str, **collector: Any) -> Any:
     opts = {"exchanges": "nova,neutron", "priorities": "info,error", "batch_size": 50,
             "batch_timeout": 0.3, "summary_interval": 1, "storage_retry_interval": 0.2,
@@ -215,7 +233,8 @@ def test_a_batch_is_acked_at_once_around_dead_letters_drops_and_ignored(
         return real_ack(channel, delivery_tag, multiple, **kwargs)
 
     monkeypatch.setattr(amqp.Channel, "basic_ack", spy)
-    conf = make_conf(tmp_path, vhost, batch_size=6, prefetch_count=12)  # 6 per queue
+    # 12 per queue: batches of 6 are written as half a window is in.
+    conf = make_conf(tmp_path, vhost, batch_size=6, prefetch_count=24)
     store = storage.get_connection(conf.database.connection, conf)
     store.upgrade()
     pub = Publisher(vhost)
@@ -407,3 +426,131 @@ def test_broker_loss_during_database_outage_loses_nothing(setup: Any, vhost: str
                  what="everything acked")
     finally:
         running.stop()
+
+
+FOUR = ["info", "error", "warn", "audit"]
+
+
+def four_queues(tmp_path: Path, vhost: str, storage_wrapper: Any,
+                infos: int) -> tuple[Any, Any, Publisher, list[dict[str, Any]], Running]:
+    """A worker consuming four queues that share prefetch_count 40 (10 each
+    at first), its storage wrapped by ``storage_wrapper``, ``infos`` info
+    notifications waiting. Returns the real store, the wrapper, the
+    publisher, the notifications and the running worker."""
+    conf = make_conf(tmp_path, vhost, priorities=",".join(FOUR), batch_size=100,
+                     prefetch_count=40, batch_timeout=5)
+    store = storage.get_connection(conf.database.connection, conf)
+    store.upgrade()
+    pub = Publisher(vhost)
+    notes = [broker.notification() for _ in range(infos)]
+    for n in notes:
+        pub.publish(n)
+    wrapped = storage_wrapper(store)
+    running = Running(Consumer(conf, wrapped, SimpleConverter(), decoder.decode, name="test"))
+    return store, wrapped, pub, notes, running
+
+
+def unacked_on_four(vhost: str) -> int:
+    counts = broker.queue_counts(vhost)
+    return sum(counts[f"notifications.{p}"][1] for p in FOUR)
+
+
+def test_a_busy_queue_gets_the_prefetch_its_quiet_neighbours_leave(
+        tmp_path: Path, vhost: str) -> None:
+    """Four queues share prefetch_count 40 (per consumer prefetch): 10 each
+    at first. Only info is busy: once one of its batches is acked, the
+    consumers are restarted with windows that follow the traffic, so info's
+    batches grow past 10 (with fixed shares they stay at half of its 10,
+    however busy it is); and the worker still
+    holds no more than 40 unacked messages, as the broker counts them."""
+    store, gated, pub, first, running = four_queues(tmp_path, vhost, GatedStorage, 200)
+
+    def unacked() -> int:
+        return unacked_on_four(vhost)
+
+    try:
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in first},
+                 what="the busy queue's events stored")
+        assert max(gated.sizes) > 10, gated.sizes
+        # Writes held: the worker takes all its windows allow from every queue.
+        gated.gate.clear()
+        second = [broker.notification(priority=p.upper()) for p in FOUR for _ in range(60)]
+        for n in second:
+            pub.publish(n)
+        wait_for(gated.waiting.is_set, what="a write held")
+        wait_for(lambda: unacked() == 40, timeout=30, what="the worker holding its prefetch")
+        time.sleep(1)  # nothing more comes
+        assert unacked() == 40
+        gated.gate.set()
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in first + second},
+                 timeout=60, what="everything stored")
+        wait_for(lambda: unacked() == 0, what="everything acked")
+    finally:
+        gated.gate.set()
+        running.stop()
+        pub.close()
+    assert running.consumer.totals.duplicates == 0
+
+
+class OutageThenHeld:
+    """The real storage behind a scripted outage: the first write waits for
+    ``release`` then fails like the rest while ``down`` is set; after that,
+    one write passes and every later one waits for ``gate``."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.calls = 0
+        self.release = threading.Event()
+        self.down = threading.Event()
+        self.down.set()
+        self.gate = threading.Event()
+        self.passed = 0
+
+    def record_events(self, events: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            self.release.wait(60)
+        if self.down.is_set():
+            raise errors.StorageUnavailable("database unavailable: test outage")
+        if self.passed:
+            self.gate.wait(60)
+        self.passed += 1
+        return self.real.record_events(events)
+
+
+def test_after_an_outage_the_batch_held_meanwhile_counts_in_the_bound(
+        tmp_path: Path, vhost: str) -> None:
+    """A database outage cancels the consumers; the batch that filled while
+    the first write was failing stays unacked. RabbitMQ counts those
+    messages in no window of the consumers started when the database is
+    back, so their windows must leave room for them: the worker still holds
+    at most prefetch_count (40) messages, not 30 more."""
+    store, scripted, pub, notes, running = four_queues(tmp_path, vhost, OutageThenHeld, 100)
+
+    def unacked() -> int:
+        return unacked_on_four(vhost)
+
+    try:
+        # Half of info's window (5 of 10) is written; the rest of it and the other queues fill
+        # theirs while that write hangs, then fails.
+        wait_for(lambda: scripted.calls == 1, what="the first write")
+        for p in FOUR[1:]:
+            for _ in range(50):
+                notes.append(broker.notification(priority=p.upper()))
+                pub.publish(notes[-1])
+        wait_for(lambda: unacked() == 40, what="every window full")
+        scripted.release.set()
+        wait_for(lambda: scripted.calls >= 3, what="failed retries")
+        scripted.down.clear()
+        wait_for(lambda: scripted.passed == 1, what="the first batch written")
+        time.sleep(2)  # the consumers started again take all they may
+        assert unacked() <= 40
+        scripted.gate.set()
+        wait_for(lambda: stored_ids(store) == {n["message_id"] for n in notes},
+                 timeout=60, what="everything stored")
+    finally:
+        scripted.release.set()
+        scripted.down.clear()
+        scripted.gate.set()
+        running.stop()
+        pub.close()
