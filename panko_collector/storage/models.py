@@ -10,6 +10,17 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+#: Longest text a trait value, event type or trait name keeps: the schema's
+#: VARCHAR(255). Longer text is cut, never refused.
+TEXT_LIMIT = 255
+#: The range of the integer trait column (BIGINT on every database).
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+
+def utcnow() -> datetime.datetime:
+    """Now, as every datetime of the model is: naive, in UTC."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
 
 @dataclass(slots=True)
 class Trait:
@@ -26,6 +37,15 @@ class Trait:
         NONE_TYPE: "none",
         TEXT_TYPE: "string",
         INT_TYPE: "integer",
+        FLOAT_TYPE: "float",
+        DATETIME_TYPE: "datetime",
+    }
+    #: The names of the event definitions format (Ceilometer's), which the
+    #: command-line tools also print; NONE-typed traits are stored as text.
+    definition_names: ClassVar[dict[int, str]] = {
+        NONE_TYPE: "text",
+        TEXT_TYPE: "text",
+        INT_TYPE: "int",
         FLOAT_TYPE: "float",
         DATETIME_TYPE: "datetime",
     }
