@@ -32,9 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from panko_collector.converter import Converter
-from panko_collector.decoder import decode, decode_object
-from panko_collector.definitions import load_definitions
+from panko_collector.conversion.converter import Converter
+from panko_collector.conversion.decoder import decode, decode_object
+from panko_collector.conversion.definitions import load_definitions
 from tests import corpus
 
 

@@ -119,7 +119,7 @@ def bare_drain(vhost: str, n: int, consumers: int, prefetch: int,
 
     ``ack_every`` 1: a plain kombu consumer, one ack per message. Above 1:
     the collector's two ways with the broker beside its storing, reading
-    ahead on the socket (panko_collector.read_ahead) and one ack for
+    ahead on the socket (panko_collector.broker.read_ahead) and one ack for
     ``ack_every`` messages.
 
     Each process connects, says so, and waits for the word to consume, so
@@ -128,7 +128,8 @@ def bare_drain(vhost: str, n: int, consumers: int, prefetch: int,
     code = f"""
 import sys, time, kombu
 sys.path.insert(0, {str(REPO)!r})
-from panko_collector import decoder, read_ahead
+from panko_collector.conversion import decoder
+from panko_collector.broker import read_ahead
 conn = kombu.Connection('amqp://guest:guest@127.0.0.1:5672/{vhost}')
 conn.connect()
 ack_every = {ack_every}

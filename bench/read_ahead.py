@@ -1,4 +1,4 @@
-"""CPU per delivery of a kombu drain loop, plain and through panko_collector.read_ahead.
+"""CPU per delivery of a kombu drain loop, plain and through panko_collector.broker.read_ahead.
 
 Usage: .venv/bin/python bench/read_ahead.py [-n 30000] [--rounds 5] [--size 2000]
 
@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import kombu
 
-from panko_collector import decoder, read_ahead
+from panko_collector.broker import read_ahead
+from panko_collector.conversion import decoder
 
 QUEUE = "bench_read_ahead"
 

@@ -393,10 +393,10 @@ class QueueDepths:
     """
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
-        from panko_collector import queues
+        from panko_collector.broker import topology
 
         self.conf = conf
-        self.kinds = {spec.name: "consumed" for spec in queues.plan(conf)}
+        self.kinds = {spec.name: "consumed" for spec in topology.plan(conf)}
         self.kinds[conf.collector.dead_letter_queue] = "dead-letter"
         self.depths: dict[str, int] = {}
         self._failing = False
@@ -413,7 +413,7 @@ class QueueDepths:
         import amqp.exceptions
         import kombu.exceptions
 
-        from panko_collector import transport
+        from panko_collector.broker import transport
 
         url = transport.parse_url(self.conf.transport_url)
         conn = transport.connection(self.conf, url)

@@ -19,11 +19,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     terminated = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signo, _frame: terminated.set())
 
-    from panko_collector import collector, errors, service
+    from panko_collector import daemon, errors, service
 
     conf = service.prepare_service(argv)
     try:
-        collector.serve(conf, stop_requested=terminated.is_set)
+        daemon.serve(conf, stop_requested=terminated.is_set)
     except (errors.ConfigError, errors.BrokerRefused, errors.LibraryIncompatible) as exc:
         LOG.error("%s", exc)
         sys.exit(1)

@@ -29,11 +29,11 @@ from typing import Any, TextIO
 from oslo_config import cfg
 from oslo_log import log
 
-from panko_collector import converter as converter_opts
 from panko_collector import service
-from panko_collector.converter import Converter
-from panko_collector.decoder import Notification, decode, decode_object
-from panko_collector.definitions import load_definitions
+from panko_collector.conversion import converter as converter_opts
+from panko_collector.conversion.converter import Converter
+from panko_collector.conversion.decoder import Notification, decode, decode_object
+from panko_collector.conversion.definitions import load_definitions
 from panko_collector.errors import DecodeError, DefinitionsError
 from panko_collector.storage import models
 

@@ -24,7 +24,8 @@ from typing import Any
 import kombu
 from oslo_config import cfg
 
-from panko_collector import queues, service, storage, transport
+from panko_collector import service, storage
+from panko_collector.broker import topology, transport
 from panko_collector.cmd.events import render_value
 from panko_collector.storage import EventFilter, models
 
@@ -104,22 +105,22 @@ def publish_and_show(conf: cfg.ConfigOpts, wait: float) -> None:
         declared: set[str] = set()
         for _ in range(conf.count):
             for exchange_name, notification in samples():
-                exchange = queues.exchange(conf, exchange_name)
+                exchange = topology.exchange(conf, exchange_name)
                 if exchange_name not in declared:
                     # As an oslo.messaging notifier does: the standard queue
                     # holds the message until a consumer comes.
                     exchange(channel).declare()
                     kombu.Queue(key, exchange=exchange, routing_key=key,
-                                durable=queues.durable(conf),
+                                durable=topology.durable(conf),
                                 auto_delete=conf.oslo_messaging_rabbit.amqp_auto_delete,
-                                queue_arguments=queues.queue_arguments(conf) or None,
+                                queue_arguments=topology.queue_arguments(conf) or None,
                                 )(channel).declare()
                     declared.add(exchange_name)
                 body = json.dumps({"oslo.version": "2.0",
                                    "oslo.message": json.dumps(notification)})
                 producer.publish(body.encode(), exchange=exchange, routing_key=key,
                                  content_type="application/json", content_encoding="utf-8",
-                                 delivery_mode=2 if queues.durable(conf) else 1)
+                                 delivery_mode=2 if topology.durable(conf) else 1)
                 sent.append(notification["message_id"])
     print(f"published {len(sent)} notifications to {url.masked()} ({key})")
     if not wait:

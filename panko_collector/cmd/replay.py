@@ -16,7 +16,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from panko_collector import __version__, errors, replay, service
+from panko_collector import __version__, errors, service
+from panko_collector.broker import replay
 from panko_collector.cmd.events import positive_int
 from panko_collector.cmd.expirer import ProgressBar
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from panko_collector import read_ahead, service, storage
+from panko_collector import service, storage
+from panko_collector.broker import read_ahead
 from tests.conftest import RABBIT_HOST, missing
 from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for

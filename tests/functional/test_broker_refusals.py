@@ -14,8 +14,9 @@ import amqp
 import amqp.exceptions
 import pytest
 
-from panko_collector import decoder, errors, storage
-from panko_collector.consumer import Consumer
+from panko_collector import errors, storage
+from panko_collector.conversion import decoder
+from panko_collector.ingest.consumer import Consumer
 from panko_collector.metrics import PrometheusMetrics
 from tests.conftest import RABBIT_HOST, unique_name
 from tests.functional import broker

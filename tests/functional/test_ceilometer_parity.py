@@ -7,7 +7,7 @@ environment of its own, cached between runs. One process of
 tests/oracle/ceilometer_convert.py converts every notification of the corpus
 with Ceilometer's ``NotificationEventsConverter`` and its shipped
 ``event_definitions.yaml``, and the test compares event by event with
-``panko_collector.converter.Converter`` on the same definitions.
+``panko_collector.conversion.converter.Converter`` on the same definitions.
 
 Both sides get the same input: the corpus notification is decoded by our
 decoder, and the listener body it gives is what Ceilometer converts. Bare
@@ -218,8 +218,8 @@ OWN_DEFINITIONS = REPO / "etc" / "panko-collector" / "event_definitions.yaml"
 
 
 def _converter(definitions_file: Path, options: dict[str, Any]) -> Any:
-    from panko_collector.converter import Converter
-    from panko_collector.definitions import load_definitions
+    from panko_collector.conversion.converter import Converter
+    from panko_collector.conversion.definitions import load_definitions
 
     return Converter(load_definitions(definitions_file),
                      drop_unmatched=options.get("drop_unmatched_notifications", False),
@@ -229,7 +229,8 @@ def _converter(definitions_file: Path, options: dict[str, Any]) -> Any:
 def _compare(python: Path, definitions_file: Path, options: dict[str, Any],
              cases: list[tuple[str, dict[str, Any]]]) -> tuple[Counter[str], list[Any]]:
     """Convert every case on both sides; the counts and the mismatches."""
-    from panko_collector import decoder, errors
+    from panko_collector import errors
+    from panko_collector.conversion import decoder
 
     converter = _converter(definitions_file, options)
     mismatches: list[dict[str, Any]] = []

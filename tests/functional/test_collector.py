@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from panko_collector import decoder, service, storage
+from panko_collector import service, storage
+from panko_collector.conversion import decoder
 from panko_collector.storage import EventFilter
 from tests import corpus
 from tests.functional import broker
@@ -99,7 +100,7 @@ def test_corpus_end_to_end(tmp_path: Path, vhost: str, url: str,
     open_store(url)
     conf_path = write_conf(tmp_path / "c.conf", vhost, url, corpus.definitions_file(corpus_dir))
     conf = service.prepare_service(["--config-file", str(conf_path)])
-    from panko_collector.converter import Converter
+    from panko_collector.conversion.converter import Converter
 
     converter = Converter.from_conf(conf)
     pub = Publisher(vhost)

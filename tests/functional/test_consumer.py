@@ -19,8 +19,9 @@ import amqp
 import kombu
 import pytest
 
-from panko_collector import decoder, errors, service, storage
-from panko_collector.consumer import Consumer
+from panko_collector import errors, service, storage
+from panko_collector.conversion import decoder
+from panko_collector.ingest.consumer import Consumer
 from panko_collector.storage import EventFilter, models
 from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for

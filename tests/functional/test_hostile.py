@@ -20,8 +20,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from panko_collector import decoder, errors, service, storage
-from panko_collector.converter import Converter
+from panko_collector import errors, service, storage
+from panko_collector.conversion import decoder
+from panko_collector.conversion.converter import Converter
 from panko_collector.storage import EventFilter, impl_sqlalchemy
 from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for
@@ -322,7 +323,7 @@ def test_a_burst_of_refused_events_is_dead_lettered_while_deliveries_keep_coming
         tmp_path: Path, vhost: str) -> None:
     """Dead letters sent after a write (refused events) wait for confirms while
     the next deliveries, bad bodies among them, arrive: all are accounted for."""
-    from panko_collector.consumer import Consumer
+    from panko_collector.ingest.consumer import Consumer
     from panko_collector.storage import models
     from tests.functional.test_consumer import Running, SimpleConverter, make_conf
 

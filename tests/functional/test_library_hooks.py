@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from panko_collector import decoder, storage
-from panko_collector.consumer import Consumer
+from panko_collector import storage
+from panko_collector.conversion import decoder
+from panko_collector.ingest.consumer import Consumer
 from panko_collector.storage import EventFilter
 from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for

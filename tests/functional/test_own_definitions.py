@@ -91,7 +91,7 @@ RECEIVED = datetime.datetime(2026, 1, 2, 3, 4, 5)
 
 
 def _load() -> Any:
-    from panko_collector.definitions import load_definitions
+    from panko_collector.conversion.definitions import load_definitions
 
     return load_definitions(OWN_DEFINITIONS)
 
@@ -109,8 +109,8 @@ def test_the_file_loads_cleanly() -> None:
 @pytest.fixture(scope="module")
 def events(corpus_dir: Path) -> list[tuple[str, Any]]:
     """Every corpus notification converted with the project's own definitions."""
-    from panko_collector import decoder
-    from panko_collector.converter import Converter
+    from panko_collector.conversion import decoder
+    from panko_collector.conversion.converter import Converter
     from tests.corpus import notifications
 
     converter = Converter(_load())
@@ -219,8 +219,8 @@ UNSAMPLED = [
                          ids=[n["event_type"] for n, _ in UNSAMPLED])
 def test_services_without_samples_get_their_traits(
         notification: dict[str, Any], expected: dict[str, Any]) -> None:
-    from panko_collector import decoder
-    from panko_collector.converter import Converter
+    from panko_collector.conversion import decoder
+    from panko_collector.conversion.converter import Converter
 
     event = Converter(_load()).convert(decoder.decode_object(notification))
     assert event is not None

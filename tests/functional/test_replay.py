@@ -25,8 +25,8 @@ import kombu
 import psycopg
 import pytest
 
-from panko_collector import dead_letters
-from panko_collector import replay as replay_module
+from panko_collector.broker import dead_letters
+from panko_collector.broker import replay as replay_module
 from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for
 from tests.functional.daemon import Collector, write_conf

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from panko_collector.batch import Batch
+from panko_collector.ingest.batch import Batch
 
 
 class Clock:

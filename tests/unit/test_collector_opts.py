@@ -3,8 +3,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from panko_collector import collector, opts, service
-from panko_collector.consumer import Backoff
+from panko_collector import daemon, opts, service
+from panko_collector.ingest.consumer import Backoff
 
 
 def _conf(tmp_path: Path, text: str = ""):  # type: ignore[no-untyped-def]
@@ -37,7 +37,7 @@ def test_start_line_masks_passwords(tmp_path: Path) -> None:
                  "u:brokersecret@h2:5672/v\n[database]\n"
                  "connection = postgresql://panko:dbsecret@db/panko\n"
                  "[collector]\nworkers = 3\nexchanges = nova,neutron\npriorities = info\n")
-    line = collector.start_line(conf)
+    line = daemon.start_line(conf)
     assert "secret" not in line
     assert "3 workers" in line and "nova,neutron" in line
     assert "notifications.info" in line

@@ -12,9 +12,9 @@ import yaml
 from oslo_config import cfg
 
 from panko_collector import opts
-from panko_collector.converter import PACKAGED_DEFINITIONS, Converter
-from panko_collector.decoder import decode_object
-from panko_collector.definitions import parse_definitions
+from panko_collector.conversion.converter import PACKAGED_DEFINITIONS, Converter
+from panko_collector.conversion.decoder import decode_object
+from panko_collector.conversion.definitions import parse_definitions
 from panko_collector.errors import DefinitionsError
 from panko_collector.storage.models import Event, Trait
 from tests import corpus
@@ -442,7 +442,7 @@ def test_relative_definitions_path_is_found_beside_the_config(tmp_path: Path) ->
 
 
 def test_whole_corpus_converts_with_ceilometer_definitions(corpus_dir: Path) -> None:
-    from panko_collector.definitions import load_definitions
+    from panko_collector.conversion.definitions import load_definitions
 
     conv = Converter(load_definitions(str(corpus.definitions_file(corpus_dir))),
                      on_trait_error=lambda *args: None)
@@ -482,7 +482,7 @@ def test_a_repeated_bad_value_warns_once_and_is_always_counted(
         caplog: pytest.LogCaptureFixture) -> None:
     errors: list[tuple[str, str, Any, Exception]] = []
     conv = converter(VALUES, on_trait_error=lambda *args: errors.append(args))
-    with caplog.at_level("DEBUG", logger="panko_collector.converter"):
+    with caplog.at_level("DEBUG", logger="panko_collector.conversion.converter"):
         for _ in range(3):
             convert(conv, notification("odd.type", payload={"int_str": "abc"}))
         convert(conv, notification("other.type", payload={"int_str": "abc"}))

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from panko_collector import dead_letters
+from panko_collector.broker import dead_letters
 
 INFO = {"exchange": "nova", "routing_key": "notifications.info"}
 X_DEATH = [{"count": 2, "reason": "rejected", "queue": "q", "exchange": "",

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from panko_collector.decoder import Notification, decode, decode_object, parse_timestamp
+from panko_collector.conversion.decoder import Notification, decode, decode_object, parse_timestamp
 from panko_collector.errors import DecodeError
 from tests import corpus
 

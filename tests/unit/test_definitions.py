@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from panko_collector.converter import PACKAGED_DEFINITIONS
-from panko_collector.definitions import DEFAULT_TRAITS, load_definitions, parse_definitions
+from panko_collector.conversion.converter import PACKAGED_DEFINITIONS
+from panko_collector.conversion.definitions import (
+    DEFAULT_TRAITS,
+    load_definitions,
+    parse_definitions,
+)
 from panko_collector.errors import DefinitionsError
 from panko_collector.storage.models import Trait
 from tests import corpus

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from panko_collector.converter import Converter
-from panko_collector.decoder import MAX_DEPTH, check_delivery, decode, decode_object
-from panko_collector.definitions import parse_definitions
+from panko_collector.conversion.converter import Converter
+from panko_collector.conversion.decoder import MAX_DEPTH, check_delivery, decode, decode_object
+from panko_collector.conversion.definitions import parse_definitions
 from panko_collector.errors import DecodeError
 from panko_collector.storage import impl_sqlalchemy
 from panko_collector.storage.models import Event, Trait

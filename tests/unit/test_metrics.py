@@ -18,9 +18,9 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from panko_collector import errors, metrics, service
-from panko_collector.converter import Converter
-from panko_collector.decoder import decode
-from panko_collector.definitions import parse_definitions
+from panko_collector.conversion.converter import Converter
+from panko_collector.conversion.decoder import decode
+from panko_collector.conversion.definitions import parse_definitions
 from tests.conftest import REPO
 
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from panko_collector.converter import Converter
-from panko_collector.decoder import Notification, decode, decode_object
-from panko_collector.definitions import load_definitions
+from panko_collector.conversion.converter import Converter
+from panko_collector.conversion.decoder import Notification, decode, decode_object
+from panko_collector.conversion.definitions import load_definitions
 from panko_collector.errors import DecodeError
 from panko_collector.storage.models import Event, Trait
 from tests import corpus

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from panko_collector import errors, queues, service
+from panko_collector import errors, service
+from panko_collector.broker import topology
 
 
 def _conf(tmp_path: Path, text: str = ""):  # type: ignore[no-untyped-def]
@@ -15,16 +16,16 @@ def _conf(tmp_path: Path, text: str = ""):  # type: ignore[no-untyped-def]
 
 def test_defaults_are_oslo_messaging_defaults(tmp_path: Path) -> None:
     conf = _conf(tmp_path)
-    assert queues.durable(conf) is False
-    assert queues.queue_arguments(conf) == {}
-    ex = queues.exchange(conf, "nova")
+    assert topology.durable(conf) is False
+    assert topology.queue_arguments(conf) == {}
+    ex = topology.exchange(conf, "nova")
     assert (ex.type, ex.durable, ex.auto_delete) == ("topic", False, False)
 
 
 def test_standard_queues_without_pool(tmp_path: Path) -> None:
     conf = _conf(tmp_path, "[collector]\nexchanges = nova,neutron\ntopics = notifications\n"
                  "priorities = info,error\n")
-    plan = queues.plan(conf)
+    plan = topology.plan(conf)
     assert [q.name for q in plan] == ["notifications.info", "notifications.error"]
     assert plan[0].bindings == (("nova", "notifications.info"), ("neutron", "notifications.info"))
     assert not plan[0].durable and not plan[0].auto_delete
@@ -33,22 +34,22 @@ def test_standard_queues_without_pool(tmp_path: Path) -> None:
 def test_pool_gives_one_queue_of_our_own(tmp_path: Path) -> None:
     conf = _conf(tmp_path, "[collector]\nexchanges = nova,glance\ntopics = notifications,n2\n"
                  "priorities = info\npool = panko\n")
-    (plan,) = queues.plan(conf)
+    (plan,) = topology.plan(conf)
     assert plan.name == "panko"
     assert set(plan.bindings) == {("nova", "notifications.info"), ("glance", "notifications.info"),
                                   ("nova", "n2.info"), ("glance", "n2.info")}
     # Ours, so never transient (RabbitMQ 4.3 refuses transient non-exclusive
     # queues) although the services' queues are, by default.
     assert plan.durable
-    assert not queues.durable(conf)
+    assert not topology.durable(conf)
 
 
 def test_durable_and_auto_delete(tmp_path: Path) -> None:
     conf = _conf(tmp_path, "[oslo_messaging_rabbit]\namqp_durable_queues = true\n"
                  "amqp_auto_delete = true\n")
-    spec = queues.plan(conf)[0]
+    spec = topology.plan(conf)[0]
     assert spec.durable and spec.auto_delete and spec.arguments == {}
-    ex = queues.exchange(conf, "nova")
+    ex = topology.exchange(conf, "nova")
     assert ex.durable and ex.auto_delete
 
 
@@ -56,23 +57,23 @@ def test_quorum_queues_are_durable_and_typed(tmp_path: Path) -> None:
     conf = _conf(tmp_path, "[oslo_messaging_rabbit]\nrabbit_quorum_queue = true\n"
                  "rabbit_quorum_delivery_limit = 5\nrabbit_quorum_max_memory_length = 10\n"
                  "rabbit_quorum_max_memory_bytes = 1024\n")
-    assert queues.durable(conf)
-    assert queues.queue_arguments(conf) == {
+    assert topology.durable(conf)
+    assert topology.queue_arguments(conf) == {
         "x-queue-type": "quorum", "x-delivery-limit": 5,
         "x-max-in-memory-length": 10, "x-max-in-memory-bytes": 1024,
     }
-    assert queues.exchange(conf, "nova").durable
+    assert topology.exchange(conf, "nova").durable
 
 
 def test_ha_queues(tmp_path: Path) -> None:
     conf = _conf(tmp_path, "[oslo_messaging_rabbit]\nrabbit_ha_queues = true\n")
-    assert queues.queue_arguments(conf) == {"x-ha-policy": "all"}
+    assert topology.queue_arguments(conf) == {"x-ha-policy": "all"}
     both = _conf(tmp_path, "[oslo_messaging_rabbit]\nrabbit_ha_queues = true\n"
                  "rabbit_quorum_queue = true\n")
     with pytest.raises(errors.ConfigError):
-        queues.queue_arguments(both)
+        topology.queue_arguments(both)
 
 
 def test_legacy_default_group_for_durable(tmp_path: Path) -> None:
     conf = _conf(tmp_path, "[DEFAULT]\namqp_durable_queues = true\n")
-    assert queues.durable(conf)
+    assert topology.durable(conf)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from amqp.transport import SSLTransport, TCPTransport
 
-from panko_collector import read_ahead
+from panko_collector.broker import read_ahead
 
 
 def frame(channel: int, payload: bytes) -> bytes:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from panko_collector import collector, service
+from panko_collector import daemon, service
 
 DEFS = "- event_type: test.*\n  traits:\n    {name}:\n      fields: payload.a\n"
 
@@ -51,7 +51,7 @@ def test_workers_take_the_definitions_the_master_accepted(tmp_path: Path) -> Non
     defs = tmp_path / "defs.yaml"
     defs.write_text(DEFS.format(name="first"))
     conf = service.prepare_service(["--config-file", str(conf_file(tmp_path, defs))])
-    held = collector.Definitions(conf)
+    held = daemon.Definitions(conf)
     # What a worker forked now holds: the master's attributes as they are,
     # the count of accepted reloads shared.
     worker = copy.copy(held)
@@ -66,7 +66,7 @@ def test_workers_take_the_definitions_the_master_accepted(tmp_path: Path) -> Non
         assert "second" in trait_names(worker.worker_reload(conf))
         assert worker.worker_reload(conf) is None
         defs.write_text("- event_type: [unclosed\n")
-        log = Recorded(collector.LOG)
+        log = Recorded(daemon.LOG)
         held.reload()
         (error,) = log.messages(logging.ERROR)
         assert "new event definitions rejected" in error
@@ -82,7 +82,7 @@ def test_queue_options_and_priorities_wait_for_a_restart(tmp_path: Path) -> None
     defs.write_text(DEFS.format(name="a"))
     path = conf_file(tmp_path, defs, priorities="info,error", batch_size="100")
     conf = service.prepare_service(["--config-file", str(path)])
-    pinned = collector.RestartOnly(conf)
+    pinned = daemon.RestartOnly(conf)
     assert pinned.changed() == []
     path.write_text(path.read_text().replace("info,error", "info").replace("100", "7")
                     + "pool = mine\n[oslo_messaging_rabbit]\namqp_durable_queues = true\n")
@@ -91,7 +91,7 @@ def test_queue_options_and_priorities_wait_for_a_restart(tmp_path: Path) -> None
     assert conf.collector.pool is None
     assert conf.oslo_messaging_rabbit.amqp_durable_queues is False
     assert conf.collector.batch_size == 7  # a reload applies the others
-    log = Recorded(collector.LOG)
+    log = Recorded(daemon.LOG)
     pinned.warn_changes()
     (warning,) = log.messages(logging.WARNING)
     assert "[collector] priorities, [collector] pool, " \
@@ -108,7 +108,7 @@ def test_a_sigterm_while_the_worker_starts_ends_it_at_once(
     path.write_text("[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:1/\n"
                     + path.read_text())
     conf = service.prepare_service(["--config-file", str(path)])
-    held = collector.Definitions(conf)
+    held = daemon.Definitions(conf)
     # Hold run() after it built the consumer, while the SIGTERM comes.
     built, go_on = threading.Event(), threading.Event()
 
@@ -116,9 +116,9 @@ def test_a_sigterm_while_the_worker_starts_ends_it_at_once(
         built.set()
         go_on.wait(10)
 
-    monkeypatch.setattr(collector, "_tune_gc", held_after_building)
+    monkeypatch.setattr(daemon, "_tune_gc", held_after_building)
     try:
-        worker = collector.CollectorService(0, conf, held)
+        worker = daemon.CollectorService(0, conf, held)
         running = threading.Thread(target=worker.run, daemon=True)
         running.start()
         assert built.wait(10)

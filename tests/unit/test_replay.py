@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 
-from panko_collector import replay
+from panko_collector.broker import replay
 
 BODY = json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps({
     "message_id": "m1", "event_type": "compute.instance.create.end", "priority": "INFO",

@@ -6,8 +6,9 @@ import amqp.exceptions
 import kombu.exceptions
 import pytest
 
-from panko_collector import errors, service, transport
-from panko_collector.transport import BrokerHost
+from panko_collector import errors, service
+from panko_collector.broker import transport
+from panko_collector.broker.transport import BrokerHost
 
 
 def test_single_host_with_vhost() -> None:

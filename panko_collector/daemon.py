@@ -43,29 +43,15 @@ from cotyledon import oslo_config_glue
 from oslo_config import cfg
 from sqlalchemy.engine import make_url
 
-from panko_collector import (
-    converter,
-    decoder,
-    definitions,
-    errors,
-    expirer,
-    metrics,
-    queues,
-    sdnotify,
-    storage,
-    transport,
-)
+from panko_collector import errors, expirer, metrics, sdnotify, storage
+from panko_collector.broker import topology, transport
 from panko_collector.compat import check_at_start, cotyledon_hooks
-from panko_collector.consumer import Consumer
+from panko_collector.conversion import converter, decoder, definitions
+from panko_collector.ingest.consumer import Consumer
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_EXCHANGES = [
-    "nova", "glance", "neutron", "cinder", "heat", "keystone", "trove", "zaqar",
-    "swift", "ceilometer", "magnum", "dns", "ironic", "aodh", "openstack",
-]
-DEFAULT_PRIORITIES = ["audit", "critical", "debug", "error", "info", "sample", "warn"]
-
+#: [collector] options of the process model.
 OPTS = [
     cfg.IntOpt(
         "workers",
@@ -74,95 +60,6 @@ OPTS = [
         min=1,
         help="Number of consumer processes; each holds its own broker and "
         "database connection.",
-    ),
-    cfg.ListOpt(
-        "exchanges",
-        default=DEFAULT_EXCHANGES,
-        help="Exchanges the OpenStack services publish their notifications on.",
-    ),
-    cfg.ListOpt(
-        "topics",
-        default=["notifications"],
-        help="Notification topics (oslo.messaging notifications topics) to consume.",
-    ),
-    cfg.ListOpt(
-        "priorities",
-        default=DEFAULT_PRIORITIES,
-        help="Priorities whose notifications become events; a <topic>.<priority> "
-        "queue is consumed for each. Messages of other priorities that reach "
-        "our queues are acked and counted, never left to pile up.",
-    ),
-    cfg.StrOpt(
-        "pool",
-        help="Unset: consume the standard <topic>.<priority> queues that the "
-        "OpenStack services declare, so nothing published before the first "
-        "start is lost. Set: consume a queue of our own named after the pool, "
-        "bound to the same exchanges and routing keys, to run beside another "
-        "consumer (Ceilometer) without taking its messages.",
-    ),
-    cfg.IntOpt(
-        "batch_size",
-        default=500,
-        min=1,
-        help="Events written to the database in one transaction, at most.",
-    ),
-    cfg.FloatOpt(
-        "batch_timeout",
-        default=1.0,
-        min=0.0,
-        help="Seconds a batch may wait for more events before it is written.",
-    ),
-    cfg.IntOpt(
-        "prefetch_count",
-        default=0,
-        min=0,
-        sample_default="0 (twice batch_size)",
-        help="Messages the broker hands one worker before they are acked; "
-        "bounds memory while the database is down. 0 means twice batch_size.",
-    ),
-    cfg.IntOpt(
-        "max_message_bytes",
-        default=1024 * 1024,
-        min=0,
-        help="Largest message body, in bytes, the collector decodes; larger ones "
-        "are dead-lettered (reason too-large, body kept whole) without being "
-        "parsed. The default, 1 MiB, is over three times the largest real "
-        "notification we know of (a nova instance.create.start of 290 kB). "
-        "A worker holds at most prefetch_count bodies, so prefetch_count x "
-        "max_message_bytes bounds its memory for bodies. 0: no limit.",
-    ),
-    cfg.StrOpt(
-        "dead_letter_exchange",
-        default="panko-collector.dead-letter",
-        help="Topic exchange (declared by the collector, durable) that "
-        "undecodable messages and events the database refused are published "
-        "to, with headers reason, error, original_exchange and original_routing_key, "
-        "and the original's own headers in the table original_headers.",
-    ),
-    cfg.StrOpt(
-        "dead_letter_queue",
-        default="panko-collector.dead-letter",
-        help="Durable queue (declared by the collector) bound to the dead-letter "
-        "exchange with '#', where dead letters wait for an operator.",
-    ),
-    cfg.FloatOpt(
-        "storage_retry_interval",
-        default=1.0,
-        min=0.01,
-        help="Seconds before the first retry of a batch when the database is unavailable.",
-    ),
-    cfg.FloatOpt(
-        "storage_retry_max",
-        default=30.0,
-        min=0.01,
-        help="Longest wait in seconds between retries while the database is unavailable.",
-    ),
-    cfg.FloatOpt(
-        "summary_interval",
-        default=60.0,
-        min=1.0,
-        help="Seconds between the INFO summaries each worker logs, and between "
-        "two readings of the queue depths by the metrics service.",
     ),
 ]
 
@@ -243,7 +140,7 @@ class Definitions:
 
 #: Options that only a restart applies: the queues consumed, what the
 #: workers were forked with, where metrics are served. Every option of
-#: queues.RABBIT_OPTS (the queue arguments) is one as well.
+#: topology.RABBIT_OPTS (the queue arguments) is one as well.
 RESTART_ONLY = [
     ("collector", "exchanges"), ("collector", "topics"), ("collector", "priorities"),
     ("collector", "pool"), ("collector", "dead_letter_exchange"),
@@ -266,7 +163,7 @@ class RestartOnly:
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         self.conf = conf
         self.names = RESTART_ONLY + [("oslo_messaging_rabbit", o.name)
-                                     for o in queues.RABBIT_OPTS]
+                                     for o in topology.RABBIT_OPTS]
         self.pinned = {(g, n): self.conf[g][n] for g, n in self.names}
         for (group, name), value in self.pinned.items():
             self.conf.set_override(name, value, group)
@@ -411,7 +308,7 @@ def check_broker(conf: cfg.ConfigOpts) -> bool:
     conn = transport.connection(conf, url)
     try:
         transport.ensure_connected(conn, url)
-        queues.declare(conf, conn.channel())
+        topology.declare(conf, conn.channel())
         return True
     except errors.BrokerRefused:
         raise
@@ -427,7 +324,7 @@ def check_broker(conf: cfg.ConfigOpts) -> bool:
 
 
 def start_line(conf: cfg.ConfigOpts) -> str:
-    plan = queues.plan(conf)
+    plan = topology.plan(conf)
     return (
         f"panko-collector starting: {conf.collector.workers} workers, broker "
         f"{transport.parse_url(conf.transport_url).masked()}, exchanges "

@@ -56,9 +56,11 @@ import kombu
 import kombu.exceptions
 from oslo_config import cfg
 
-from panko_collector import dead_letters, decoder, errors, queues, read_ahead, transport
-from panko_collector.batch import Batch
+from panko_collector import errors
+from panko_collector.broker import dead_letters, read_ahead, topology, transport
 from panko_collector.compat import kombu_hooks
+from panko_collector.conversion import decoder
+from panko_collector.ingest.batch import Batch
 from panko_collector.metrics import DISABLED, Metrics
 from panko_collector.storage import Connection, RecordResult, models
 
@@ -325,7 +327,7 @@ class Consumer:
                             else None)
             channel = conn.channel()
             kombu_hooks.raw_bodies(channel)
-            declared = queues.declare(self.conf, channel)
+            declared = topology.declare(self.conf, channel)
             self._channel = channel
             self._queues = declared
             self._producer = kombu.Producer(channel)

@@ -38,6 +38,55 @@ from oslo_config import cfg
 
 from panko_collector import errors
 
+DEFAULT_EXCHANGES = [
+    "nova", "glance", "neutron", "cinder", "heat", "keystone", "trove", "zaqar",
+    "swift", "ceilometer", "magnum", "dns", "ironic", "aodh", "openstack",
+]
+DEFAULT_PRIORITIES = ["audit", "critical", "debug", "error", "info", "sample", "warn"]
+
+#: [collector] options: what is consumed, and where dead letters go.
+OPTS = [
+    cfg.ListOpt(
+        "exchanges",
+        default=DEFAULT_EXCHANGES,
+        help="Exchanges the OpenStack services publish their notifications on.",
+    ),
+    cfg.ListOpt(
+        "topics",
+        default=["notifications"],
+        help="Notification topics (oslo.messaging notifications topics) to consume.",
+    ),
+    cfg.ListOpt(
+        "priorities",
+        default=DEFAULT_PRIORITIES,
+        help="Priorities whose notifications become events; a <topic>.<priority> "
+        "queue is consumed for each. Messages of other priorities that reach "
+        "our queues are acked and counted, never left to pile up.",
+    ),
+    cfg.StrOpt(
+        "pool",
+        help="Unset: consume the standard <topic>.<priority> queues that the "
+        "OpenStack services declare, so nothing published before the first "
+        "start is lost. Set: consume a queue of our own named after the pool, "
+        "bound to the same exchanges and routing keys, to run beside another "
+        "consumer (Ceilometer) without taking its messages.",
+    ),
+    cfg.StrOpt(
+        "dead_letter_exchange",
+        default="panko-collector.dead-letter",
+        help="Topic exchange (declared by the collector, durable) that "
+        "undecodable messages and events the database refused are published "
+        "to, with headers reason, error, original_exchange and original_routing_key, "
+        "and the original's own headers in the table original_headers.",
+    ),
+    cfg.StrOpt(
+        "dead_letter_queue",
+        default="panko-collector.dead-letter",
+        help="Durable queue (declared by the collector) bound to the dead-letter "
+        "exchange with '#', where dead letters wait for an operator.",
+    ),
+]
+
 RABBIT_OPTS = [
     cfg.BoolOpt(
         "amqp_durable_queues",

@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
-from panko_collector.decoder import parse_timestamp
+from panko_collector.conversion.decoder import parse_timestamp
+from panko_collector.conversion.paths import FieldPath, PathError
 from panko_collector.errors import DefinitionsError
-from panko_collector.paths import FieldPath, PathError
 from panko_collector.storage.models import Trait
 
 LOG = logging.getLogger(__name__)

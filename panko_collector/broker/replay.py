@@ -54,7 +54,9 @@ import amqp.exceptions
 import kombu.exceptions
 from oslo_config import cfg
 
-from panko_collector import dead_letters, decoder, errors, transport
+from panko_collector import errors
+from panko_collector.broker import dead_letters, transport
+from panko_collector.conversion import decoder
 
 LOG = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from typing import Any
 from oslo_config import cfg
 
 from panko_collector import package_data
-from panko_collector.decoder import Notification
-from panko_collector.definitions import (
+from panko_collector.conversion.decoder import Notification
+from panko_collector.conversion.definitions import (
     EventDefinition,
     catchall_definition,
     definitions_from_text,

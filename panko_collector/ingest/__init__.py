@@ -1,0 +1,1 @@
+"""The worker loop: deliveries in, batches written, acks after the commit."""
