@@ -22,6 +22,14 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
+def to_naive_utc(value: datetime.datetime) -> datetime.datetime:
+    """``value`` as the model keeps datetimes: aware ones converted to naive UTC,
+    naive ones taken to be UTC already."""
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.UTC).replace(tzinfo=None)
+    return value
+
+
 @dataclass(slots=True)
 class Trait:
     """One typed, named value of an event."""
