@@ -28,7 +28,6 @@ worker they cannot be exclusive. The standard queues follow
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +36,7 @@ import kombu
 from oslo_config import cfg
 
 from panko_collector import errors
+from panko_collector.broker.routing import routing_keys
 
 DEFAULT_EXCHANGES = [
     "nova", "glance", "neutron", "cinder", "heat", "keystone", "trove", "zaqar",
@@ -191,10 +191,6 @@ def queue_arguments(conf: cfg.ConfigOpts) -> dict[str, Any]:
         if rabbit.rabbit_quorum_max_memory_bytes:
             args["x-max-in-memory-bytes"] = rabbit.rabbit_quorum_max_memory_bytes
     return args
-
-
-def routing_keys(topics: Sequence[str], priorities: Sequence[str]) -> list[str]:
-    return [f"{topic}.{priority}" for topic in topics for priority in priorities]
 
 
 def plan(conf: cfg.ConfigOpts) -> list[QueueSpec]:

@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 from panko_collector import daemon, opts, service
-from panko_collector.ingest.consumer import Backoff
+from panko_collector.ingest.writer import Backoff
 
 
 def _conf(tmp_path: Path, text: str = ""):  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from panko_collector.ingest.consumer import share_windows, worth_rebalancing
+from panko_collector.ingest.windows import share_windows, worth_rebalancing
 
 PRIORITIES = ["audit", "critical", "debug", "error", "info", "sample", "warn"]
 
