@@ -38,30 +38,35 @@ from panko_collector.compat import kombu_hooks
 
 LOG = logging.getLogger(__name__)
 
-#: Seconds a frame already arriving on the dead-letter connection may take.
+#: Seconds the rest of a frame already arriving on the dead-letter
+#: connection may take.
 _FRAME_WAIT = 0.1
 
 
 class Session:
     """One worker's connections to RabbitMQ, from ``connect`` to ``close``.
 
-    Used by one thread only (the consumer thread). ``on_message`` is called
+    ``conf`` gives the transport options (TLS, heartbeat) of both
+    connections, ``plan`` what to declare. Used by one thread only (the
+    consumer thread). ``on_message`` is called
     with each delivery (a kombu message: ``body``, ``content_type``,
     ``content_encoding``, ``headers``, ``delivery_info``, ``delivery_tag``)
     from ``drain``, ``consume`` and ``cancel``.
     """
 
     def __init__(self, conf: cfg.ConfigOpts, url: transport.TransportURL,
-                 on_message: Callable[[Any], None], *, read_ahead: bool = True) -> None:
+                 plan: topology.Topology, on_message: Callable[[Any], None], *,
+                 read_ahead: bool = True) -> None:
         self.conf = conf
         self.url = url
+        self.topology = plan
         self.on_message = on_message
         self.read_ahead = read_ahead
         #: The consuming connection, once ``connect`` made it.
         self.connection: kombu.Connection | None = None
         #: The read-ahead of the consuming connection, where installed.
         self.reader: ReadAhead | None = None
-        #: The queues declared, in the order of ``topology.plan``.
+        #: The queues declared, in the order of ``Topology.plan``.
         self.queues: list[str] = []
         self._queues: dict[str, kombu.Queue] = {}
         self._channel: Any = None
@@ -95,7 +100,7 @@ class Session:
             # Bodies exactly as published: the size and compression checks
             # must see them before anything inflates them.
             kombu_hooks.raw_bodies(channel)
-            declared = topology.declare(self.conf, channel)
+            declared = self.topology.declare(channel)
             self._channel = channel
             self._queues = {q.name: q for q in declared}
             self.queues = [q.name for q in declared]
@@ -198,14 +203,19 @@ class Session:
 
         Nothing else reads the dead-letter connection between two
         publishes, so the frames the broker sent there (its heartbeats) are
-        read here, or py-amqp would count them as missed.
+        read here, or py-amqp would count them as missed. One frame at a
+        time, and only while the socket has something: py-amqp's
+        ``drain_events`` would wait on after a heartbeat for a method that
+        never comes.
         """
         assert self.connection is not None and self._publishing is not None
         with self._translated():
             self.connection.heartbeat_check()
-            if self._publish_poll is not None and self._publish_poll(0):
+            if self._publish_poll is not None:
+                amqp_connection = self._publishing.connection
                 with contextlib.suppress(TimeoutError):
-                    self._publishing.drain_events(timeout=_FRAME_WAIT)
+                    while self._publish_poll(0):
+                        amqp_connection.blocking_read(_FRAME_WAIT)
             self._publishing.heartbeat_check()
 
     def ack(self, message: Any, multiple: bool = False) -> None:

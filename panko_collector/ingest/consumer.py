@@ -54,6 +54,7 @@ from oslo_config import cfg
 from panko_collector import errors
 from panko_collector.broker import dead_letters, transport
 from panko_collector.broker.session import Session
+from panko_collector.broker.topology import Topology
 from panko_collector.ingest import handling
 from panko_collector.ingest.batch import Batch
 from panko_collector.ingest.handling import Converter, Decode, Delivery
@@ -112,7 +113,9 @@ class Consumer:
         self.metrics = metrics
         self.url = transport.parse_url(conf.transport_url)
         self.settings = Settings.from_conf(conf)
-        self.summary = Summary(name)
+        #: What to declare and consume: fixed for the life of the worker.
+        self.topology = Topology.from_conf(conf)
+        self.summary = Summary(name, LOG)
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._reload = threading.Event()
@@ -240,7 +243,7 @@ class Consumer:
         self._refused.clear()
         self._in_batch.clear()
         self._paused = None
-        session = Session(self.conf, self.url, self._on_message,
+        session = Session(self.conf, self.url, self.topology, self._on_message,
                           read_ahead=self.settings.read_ahead)
         self._session = session
         session.connect(start=self._start_consuming)

@@ -31,7 +31,8 @@ from panko_collector.storage import models
 class Converter(Protocol):
     """What turns a decoded notification into an event (None: dropped)."""
 
-    def convert(self, notification: Any, received: Any = None) -> models.Event | None: ...
+    def convert(self, notification: Any, received: Any = None) -> models.Event | None:
+        """The event of ``notification``, or None when the definitions drop it."""
 
 
 #: Parses a body into a notification; raises ``DecodeError``.

@@ -78,6 +78,7 @@ class WriterSettings:
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> WriterSettings:
+        """Read ``[collector] storage_retry_*``."""
         c = conf.collector
         return cls(retry_interval=c.storage_retry_interval, retry_max=c.storage_retry_max)
 

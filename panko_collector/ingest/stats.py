@@ -22,25 +22,30 @@ class Stats:
     dead_lettered: int = 0
 
     def add(self, other: Stats) -> None:
+        """Add ``other``'s counts to these."""
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 class Summary:
     """The counters since the last summary (``stats``) and since the start
-    (``totals``), and the INFO line that reports them.
+    (``totals``), and the INFO line that reports them (on ``log``: the
+    worker loop's own logger).
 
     Only the consumer thread counts and reports. Never raises.
     """
 
-    def __init__(self, name: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, name: str, log: logging.Logger = LOG,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
+        self._log = log
         self.stats = Stats()
         self.totals = Stats()
         self._clock = clock
         self._last = clock()
 
     def due(self, interval: float, now: float) -> bool:
+        """Whether ``interval`` seconds passed (at ``now``) since the last summary."""
         return now - self._last >= interval
 
     def report(self, final: bool = False) -> None:
@@ -50,7 +55,7 @@ class Summary:
         elapsed = max(now - self._last, 1e-9)
         s = self.stats
         if s.messages or final:
-            LOG.info(
+            self._log.info(
                 "%s: %d messages in %.0fs (%.1f/s): %d events stored, %d duplicates, "
                 "%d dropped, %d ignored priorities, %d dead-lettered",
                 self.name, s.messages, elapsed, s.messages / elapsed, s.stored,
