@@ -38,6 +38,9 @@ from panko_collector.compat import kombu_hooks
 
 LOG = logging.getLogger(__name__)
 
+#: The name RabbitMQ shows for the connection dead letters are published on.
+DEAD_LETTER_CONNECTION = "panko-collector dead letters"
+
 #: Seconds the rest of a frame already arriving on the dead-letter
 #: connection may take.
 _FRAME_WAIT = 0.1
@@ -104,7 +107,7 @@ class Session:
             self._channel = channel
             self._queues = {q.name: q for q in declared}
             self.queues = [q.name for q in declared]
-            publishing = transport.connection(self.conf, self.url)
+            publishing = transport.connection(self.conf, self.url, DEAD_LETTER_CONNECTION)
             self._publishing = publishing
             transport.ensure_connected(publishing, self.url)
             self._producer = kombu.Producer(publishing.channel())
