@@ -58,6 +58,7 @@ from panko_collector.broker.topology import Topology
 from panko_collector.ingest import handling
 from panko_collector.ingest.batch import Batch
 from panko_collector.ingest.handling import Converter, Decode, Delivery
+from panko_collector.ingest.refused import RefusedDeadLetters
 from panko_collector.ingest.settings import Settings
 from panko_collector.ingest.stats import Stats, Summary
 from panko_collector.ingest.windows import floor_window, share_windows, worth_rebalancing
@@ -138,11 +139,8 @@ class Consumer:
         #: the windows are shared by.
         self._demand: dict[str, float] = {}
         #: Dead letters the broker nacked: originals unacked, retried later.
-        self._refused: list[tuple[Delivery, dict[str, Any]]] = []
-        self._refused_backoff = Backoff(self.settings.broker_retry_interval,
-                                        self.settings.broker_retry_max)
-        self._refused_retry_at = 0.0
-        self._refused_reported = True
+        self._refused: RefusedDeadLetters[Delivery] = RefusedDeadLetters(
+            Backoff(self.settings.broker_retry_interval, self.settings.broker_retry_max))
 
     # -- what tests and diagnostics look at ---------------------------------------
 
@@ -296,9 +294,10 @@ class Consumer:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        if self._refused and not self._refused_reported:
-            self._report_refused()
-        if self._refused and now >= self._refused_retry_at:
+        reason = self._refused.report_due()
+        if reason is not None:
+            self._report_refused(reason)
+        if self._refused.retry_due():
             self._retry_refused()
         if self._session is not None and now - self._last_heartbeat >= _TICK:
             self._last_heartbeat = now
@@ -491,51 +490,39 @@ class Consumer:
         return True
 
     def _keep_refused(self, message: Delivery, headers: dict[str, Any]) -> None:
-        """The broker nacked the dead letter: keep the original unacked, retry later.
-
-        Only a full dead-letter queue under a policy with ``overflow:
-        reject-publish`` makes RabbitMQ nack. Acking the original would lose
-        it; raising would kill the worker, and the redelivered message would
-        kill the next one. The ERROR is logged by ``_tick``, outside any
+        """The broker nacked the dead letter: keep the original unacked, retry later
+        (see ``refused``). The ERROR is logged by ``_tick``, outside any
         exception handler (oslo.log would append that exception to the line).
         """
         self.metrics.dead_letter_refused()
-        if not self._refused:
-            self._refused_retry_at = time.monotonic() + self._refused_backoff.next()
-            self._refused_reported = False
-        self._refused.append((message, headers))
+        self._refused.keep(message, headers)
 
-    def _report_refused(self) -> None:
+    def _report_refused(self, reason: str) -> None:
         """One ERROR per episode of refused dead letters."""
-        self._refused_reported = True
         LOG.error(
             "%s: RabbitMQ refused a dead letter (%s) for the dead-letter queue %r: it "
             "is full under its max-length/max-length-bytes policy with overflow "
             "reject-publish (rabbitmqctl list_queues -p %s name policy messages); the "
             "message stays unacked and is retried with backoff while the others are "
             "stored. Empty the queue or raise the policy's limit",
-            self.name, self._refused[0][1]["reason"], self.settings.dead_letter_queue,
+            self.name, reason, self.settings.dead_letter_queue,
             self.url.virtual_host or "/",
         )
 
     def _retry_refused(self) -> None:
         """Publish the refused dead letters again, in order, until one is refused."""
-        refused, self._refused = self._refused, []
-        done = 0
-        while done < len(refused):
-            if not self._send_dead_letter(*refused[done]):
+        refused = self._refused.take()
+        for done, (message, headers) in enumerate(refused):
+            if not self._send_dead_letter(message, headers):
                 self.metrics.dead_letter_refused()
-                self._refused = refused[done:] + self._refused
-                delay = self._refused_backoff.next()
-                self._refused_retry_at = time.monotonic() + delay
+                delay = self._refused.still_refused(refused[done:])
                 LOG.warning("%s: the dead-letter queue %r still refuses; %d messages "
                             "stay unacked, next try in %.1fs", self.name,
                             self.settings.dead_letter_queue, len(self._refused), delay)
                 return
-            done += 1
-        self._refused_backoff.reset()
+        self._refused.accepted()
         LOG.info("%s: the dead-letter queue %r accepts again: %d messages dead-lettered",
-                 self.name, self.settings.dead_letter_queue, done)
+                 self.name, self.settings.dead_letter_queue, len(refused))
 
     # -- writing ------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import pytest
 LIGHT = ["panko_collector.ingest.handling", "panko_collector.ingest.writer",
          "panko_collector.ingest.windows", "panko_collector.ingest.stats",
          "panko_collector.ingest.settings", "panko_collector.ingest.batch",
+         "panko_collector.ingest.refused",
          "panko_collector.broker.routing"]
 
 
