@@ -10,8 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from panko_collector import errors, storage
-from panko_collector.storage import impl_sqlalchemy, models, sql_models
-from panko_collector.storage.impl_sqlalchemy import Connection, _BadEvent, prepare_event
+from panko_collector.storage import impl_sqlalchemy, models
+from panko_collector.storage.impl_sqlalchemy import Connection
+from panko_collector.storage.sqlalchemy import filters
+from panko_collector.storage.sqlalchemy import tables as sql_models
+from panko_collector.storage.sqlalchemy.prepare import BadEvent, prepare_event
 
 T = models.Trait
 
@@ -81,7 +84,7 @@ def test_prepare_refuses_what_no_database_would_take(event: models.Event,
     if reason is None:
         prepare_event(event)
         return
-    with pytest.raises(_BadEvent, match=reason):
+    with pytest.raises(BadEvent, match=reason):
         prepare_event(event)
 
 
@@ -91,7 +94,7 @@ def test_64_bit_limits_are_accepted() -> None:
 
 
 def test_sort_keys() -> None:
-    sk = impl_sqlalchemy._sort_keys
+    sk = filters.sort_keys
     assert sk(None) == [("generated", "asc"), ("message_id", "asc")]
     assert sk([("generated", "desc")]) == [("generated", "desc"), ("message_id", "desc")]
     assert sk([("message_id", "ASC")]) == [("message_id", "asc")]
