@@ -18,9 +18,8 @@ from typing import Any
 
 from panko_collector.storage import models
 from panko_collector.storage.models import INT_MAX, INT_MIN, TEXT_LIMIT, to_naive_utc
+from panko_collector.storage.sqlalchemy.tables import MESSAGE_ID_LIMIT
 
-#: The schema's VARCHAR(50) of ``event.message_id``.
-MESSAGE_ID_LIMIT = 50
 #: What PostgreSQL stores instead of NUL (U+0000), which its text type cannot hold.
 NUL_REPLACEMENT = "\ufffd"
 

@@ -46,8 +46,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from panko_collector.storage import models
-from panko_collector.storage.models import to_naive_utc
+from panko_collector.storage.models import TEXT_LIMIT, to_naive_utc
 
+#: Longest message id the schema holds (Panko's VARCHAR(50)); longer ones are refused.
+MESSAGE_ID_LIMIT = 50
 EPOCH = datetime.datetime(1970, 1, 1)
 MYSQL_DIALECTS = ("mysql", "mariadb")
 
@@ -78,11 +80,13 @@ class PreciseTimestamp(TypeDecorator[datetime.datetime]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """The column type on ``dialect``: DECIMAL(20,6) on MySQL, else DATETIME."""
         if dialect.name in MYSQL_DIALECTS:
             return dialect.type_descriptor(mysql.DECIMAL(precision=20, scale=6, asdecimal=True))
         return dialect.type_descriptor(DateTime())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        """A datetime as ``dialect`` stores it (naive UTC, or decimal seconds)."""
         if value is None:
             return None
         if dialect.name in MYSQL_DIALECTS:
@@ -90,6 +94,7 @@ class PreciseTimestamp(TypeDecorator[datetime.datetime]):
         return to_naive_utc(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime.datetime | None:
+        """A stored value back as a naive UTC datetime."""
         if value is None:
             return None
         if dialect.name in MYSQL_DIALECTS:
@@ -114,7 +119,7 @@ class EventType(Base):
     __table_args__ = (_MYSQL_TABLE_ARGS,)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    desc: Mapped[str | None] = mapped_column(String(255), unique=True)
+    desc: Mapped[str | None] = mapped_column(String(TEXT_LIMIT), unique=True)
 
 
 class Event(Base):
@@ -129,7 +134,7 @@ class Event(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    message_id: Mapped[str | None] = mapped_column(String(50), unique=True)
+    message_id: Mapped[str | None] = mapped_column(String(MESSAGE_ID_LIMIT), unique=True)
     generated: Mapped[datetime.datetime | None] = mapped_column(PreciseTimestamp())
     event_type_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("event_type.id"))
     raw: Mapped[str | None] = mapped_column(Text)
@@ -146,8 +151,8 @@ class TraitText(Base):
     )
 
     event_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    value: Mapped[str | None] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(TEXT_LIMIT), primary_key=True)
+    value: Mapped[str | None] = mapped_column(String(TEXT_LIMIT))
 
 
 class TraitInt(Base):
@@ -161,7 +166,7 @@ class TraitInt(Base):
     )
 
     event_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(TEXT_LIMIT), primary_key=True)
     value: Mapped[int | None] = mapped_column(BigInteger)
 
 
@@ -176,7 +181,7 @@ class TraitFloat(Base):
     )
 
     event_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(TEXT_LIMIT), primary_key=True)
     value: Mapped[float | None] = mapped_column(DOUBLE_PRECISION)
 
 
@@ -191,7 +196,7 @@ class TraitDatetime(Base):
     )
 
     event_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(TEXT_LIMIT), primary_key=True)
     value: Mapped[datetime.datetime | None] = mapped_column(PreciseTimestamp())
 
 
