@@ -30,13 +30,16 @@ from panko_collector.storage import base, models
 from panko_collector.storage.sqlalchemy import engine as engine_
 from panko_collector.storage.sqlalchemy import errors as db_errors
 from panko_collector.storage.sqlalchemy import expiry, read, schema, write
-
-# Other code and tests reach these through this module, Panko's backend module.
-from panko_collector.storage.sqlalchemy.prepare import (  # noqa: F401
+from panko_collector.storage.sqlalchemy.prepare import (
     NUL_REPLACEMENT,
     prepare_event,
     replace_nul,
 )
+
+# prepare_event, replace_nul and NUL_REPLACEMENT are also reached here, in
+# Panko's backend module, by code that checks what the backend would store.
+__all__ = ["DEFAULT_DELETE_BATCH_SIZE", "NUL_REPLACEMENT", "Connection", "prepare_event",
+           "replace_nul"]
 
 #: Events deleted per transaction by ``clear_expired_data`` when conf has no opinion.
 DEFAULT_DELETE_BATCH_SIZE = 10000
