@@ -39,7 +39,8 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from panko_collector import storage
-from panko_collector.storage import impl_sqlalchemy, models
+from panko_collector.storage import models
+from panko_collector.storage.sqlalchemy import read
 
 T = models.Trait
 REPO = Path(__file__).resolve().parent.parent
@@ -324,16 +325,16 @@ def bench_read_and_expire(dbs: Databases, args: argparse.Namespace) -> None:
     def timed(flt: storage.EventFilter, runs: int = 7) -> tuple[float, float, int, float]:
         """First and median time with the trait filters prefetched as ids where
         they match few events, and median time without (row by row), interleaved."""
-        times: dict[int, list[float]] = {impl_sqlalchemy._PREFETCH_MAX: [], -1: []}
+        times: dict[int, list[float]] = {read.PREFETCH_MAX: [], -1: []}
         got = 0
         for _ in range(runs):
             for cap, runs_of_cap in times.items():
-                impl_sqlalchemy._PREFETCH_MAX = cap
+                read.PREFETCH_MAX = cap
                 t = time.perf_counter()
                 got = len(list(conn.get_events(flt, {"limit": 100})))
                 runs_of_cap.append(time.perf_counter() - t)
         (prefetch, prefetched), (_, row_by_row) = times.items()
-        impl_sqlalchemy._PREFETCH_MAX = prefetch
+        read.PREFETCH_MAX = prefetch
         return (prefetched[0] * 1000, statistics.median(prefetched[1:]) * 1000, got,
                 statistics.median(row_by_row[1:]) * 1000)
 
