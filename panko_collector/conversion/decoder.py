@@ -27,6 +27,7 @@ from typing import Any
 import iso8601
 
 from panko_collector.errors import DecodeError
+from panko_collector.storage.models import to_naive_utc
 
 ENVELOPE_VERSION_KEY = "oslo.version"
 ENVELOPE_MESSAGE_KEY = "oslo.message"
@@ -69,10 +70,7 @@ def parse_timestamp(value: Any) -> datetime.datetime | None:
         # here without the cost of its regular expression and exception.
         return None
     try:
-        parsed = iso8601.parse_date(value)
-        offset = parsed.utcoffset()
-        naive = parsed.replace(tzinfo=None)
-        return naive - offset if offset else naive
+        return to_naive_utc(iso8601.parse_date(value))
     except (ValueError, TypeError, OverflowError):
         return None
 
