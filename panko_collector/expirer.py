@@ -25,6 +25,7 @@ from oslo_log import log
 
 from panko_collector import errors, storage
 from panko_collector import metrics as metrics_
+from panko_collector.storage import models
 
 LOG = log.getLogger(__name__)
 
@@ -84,9 +85,7 @@ def expire(
     errors propagate: the caller decides whether a run may fail quietly.
     """
     started = time.monotonic()
-    cutoff = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(
-        seconds=ttl
-    )
+    cutoff = models.utcnow() - datetime.timedelta(seconds=ttl)
     deleted = 0
     while True:
         if should_stop():

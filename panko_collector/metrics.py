@@ -40,7 +40,6 @@ definitions. Event types are not a label: without
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import glob
 import logging
@@ -59,9 +58,10 @@ from oslo_config import cfg
 
 from panko_collector import errors
 from panko_collector.compat import prometheus_hooks
+from panko_collector.storage import models
 
 if TYPE_CHECKING:
-    from panko_collector.storage import FailedEvent, models
+    from panko_collector.storage import FailedEvent
 
 LOG = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ class PrometheusMetrics(Metrics):
                          refused: Sequence[FailedEvent] = ()) -> None:
         self._last_commit.set(time.time())
         skip = {id(f.event) for f in refused}
-        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        now = models.utcnow()
         observe = self._lag.observe
         for event in events:
             if id(event) not in skip:

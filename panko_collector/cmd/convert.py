@@ -50,12 +50,8 @@ CLI_OPTS = [
                     help="Files of notifications (JSON object, array or lines); - is stdin."),
 ]
 
-TYPE_NAMES = {
-    models.Trait.TEXT_TYPE: "text",
-    models.Trait.INT_TYPE: "int",
-    models.Trait.FLOAT_TYPE: "float",
-    models.Trait.DATETIME_TYPE: "datetime",
-}
+#: The type names printed: the definitions format's.
+TYPE_NAMES = models.Trait.definition_names
 
 
 #: json.dumps's own escaping of a string (the C one where Python has it).
@@ -222,7 +218,7 @@ def run(converter: Converter, paths: Sequence[str], out: TextIO, err: TextIO,
     """
     global _work
     invalid = False
-    received = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    received = models.utcnow()
     with contextlib.ExitStack() as stack:
         pool: Any = None
         for path in paths:

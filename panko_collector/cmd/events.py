@@ -23,15 +23,15 @@ from typing import Any
 from panko_collector import __version__, errors, service, storage
 from panko_collector.storage import models
 
-#: ``--trait`` types and the EventFilter key each one fills.
-TRAIT_TYPES = {"text": "string", "int": "integer", "float": "float", "datetime": "datetime"}
-DTYPE_NAMES = {
-    models.Trait.NONE_TYPE: "text",
-    models.Trait.TEXT_TYPE: "text",
-    models.Trait.INT_TYPE: "int",
-    models.Trait.FLOAT_TYPE: "float",
-    models.Trait.DATETIME_TYPE: "datetime",
+#: ``--trait`` types (the definitions format's names) and the EventFilter
+#: key each one fills (Panko's name of the type).
+TRAIT_TYPES = {
+    name: models.Trait.type_names[dtype]
+    for dtype, name in models.Trait.definition_names.items()
+    if dtype != models.Trait.NONE_TYPE
 }
+#: The type names the command prints: the definitions format's.
+DTYPE_NAMES = models.Trait.definition_names
 OPERATORS = {"<=": "le", ">=": "ge", "!=": "ne", "==": "eq", "=": "eq", "<": "lt", ">": "gt"}
 _TRAIT_RE = re.compile(
     r"^(?P<key>[^:<>=!]+)(?::(?P<type>\w+))?(?P<op><=|>=|!=|==|=|<|>)(?P<value>.*)$"
@@ -44,9 +44,7 @@ def utc_datetime(text: str) -> datetime.datetime:
         value = datetime.datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 date/time: {text!r}") from None
-    if value.tzinfo is not None:
-        value = value.astimezone(datetime.UTC).replace(tzinfo=None)
-    return value
+    return models.to_naive_utc(value)
 
 
 def trait_condition(text: str) -> storage.TraitFilter:
