@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from panko_collector import __version__, errors, service, storage
+from panko_collector import __version__, errors, opts, service, storage
 from panko_collector.storage import models
 
 #: ``--trait`` types (the definitions format's names) and the EventFilter
@@ -219,7 +219,8 @@ def run(args: argparse.Namespace, conn: storage.Connection) -> tuple[int, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    conf = service.prepare_service([arg for f in args.config_file for arg in ("--config-file", f)])
+    conf = service.prepare_service([arg for f in args.config_file for arg in ("--config-file", f)],
+                                   groups=opts.storage_groups())
     try:
         conn = storage.get_connection(conf.database.connection, conf)
         code, text = run(args, conn)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from panko_collector import errors, expirer, service, storage
+from panko_collector import errors, expirer, opts, service, storage
 
 
 class ProgressBar:
@@ -37,7 +37,8 @@ class ProgressBar:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    conf = service.prepare_service(sys.argv[1:] if argv is None else argv)
+    conf = service.prepare_service(sys.argv[1:] if argv is None else argv,
+                                   groups=opts.storage_groups())
     ttl = expirer.ttl_of(conf)
     if ttl is None:
         print("Event expiry is disabled ([database] event_time_to_live <= 0): nothing to do.")
