@@ -52,6 +52,10 @@ class ExpirerService(cotyledon.Service):
         self._idle.set()
 
     def run(self) -> None:
+        """Expire every interval until terminated; returns at once when expiry is off.
+
+        A run that fails (storage unavailable) is logged and retried next interval.
+        """
         ttl = ttl_of(self.conf)
         if ttl is None:
             LOG.info("Event expiry is off ([database] event_time_to_live <= 0)")
@@ -78,6 +82,7 @@ class ExpirerService(cotyledon.Service):
             self._stopping.wait(interval)
 
     def terminate(self) -> None:
+        """Ask the loop to stop and wait until no chunk is in flight."""
         # cotyledon ends the process as soon as this returns, so wait until
         # the chunk in flight has committed.
         self._stopping.set()

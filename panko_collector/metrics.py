@@ -446,6 +446,7 @@ class QueueDepths:
                 conn.release()
 
     def collect(self) -> Iterator[Any]:
+        """prometheus-client's hook: the readings of the last ``poll``."""
         from prometheus_client.core import GaugeMetricFamily
 
         depth = GaugeMetricFamily(
@@ -479,6 +480,10 @@ class MetricsService(cotyledon.Service):
         self._stopping = threading.Event()
 
     def run(self) -> None:
+        """Listen, then poll the queue depths every ``summary_interval`` until terminated.
+
+        Raises when the port cannot be bound; cotyledon then starts the service again.
+        """
         from prometheus_client import start_http_server
 
         host, port = self.conf.collector.metrics_host, self.conf.collector.metrics_port
@@ -492,6 +497,7 @@ class MetricsService(cotyledon.Service):
             self._stopping.wait(self.conf.collector.summary_interval)
 
     def terminate(self) -> None:
+        """Stop polling and close the listening socket (errors closing it are ignored)."""
         self._stopping.set()
         if self._server is not None:
             with contextlib.suppress(Exception):

@@ -97,6 +97,7 @@ class Identity:
                    get("OpenStack-System-Scope") or None)
 
     def policy_credentials(self) -> dict[str, Any]:
+        """What oslo.policy checks: roles, user, project and any system scope."""
         creds: dict[str, Any] = {"roles": list(self.roles), "user_id": self.user_id,
                                  "project_id": self.project_id}
         if self.system_scope:

@@ -16,6 +16,7 @@ DEFAULT_CONFIG = "/etc/panko-collector/panko-collector.conf"
 
 
 def config_files() -> list[str]:
+    """The files named by ``PANKO_COLLECTOR_CONFIG_FILE``, else the default file."""
     named = os.environ.get(CONFIG_ENV, "")
     return [f.strip() for f in named.split(",") if f.strip()] or [DEFAULT_CONFIG]
 

@@ -13,6 +13,7 @@ LOG = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Serve the API under gunicorn until SIGTERM; exit 1 on a configuration error."""
     conf = service.prepare_service(argv, groups=opts.api_groups())
     # alembic announces each of its plugins at INFO; operators need none of that.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -248,6 +248,9 @@ def run(converter: Converter, paths: Sequence[str], out: TextIO, err: TextIO,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Convert the named files; the exit status is :func:`run`'s, or 2 when the
+    definitions cannot be loaded.
+    """
     # Only the [event] options: the daemon's other modules are not imported,
     # which is most of this command's start-up.
     conf = service.prepare_service(argv, cli_opts=CLI_OPTS,

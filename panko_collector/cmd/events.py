@@ -85,6 +85,7 @@ def sort_key(text: str) -> tuple[str, str]:
 
 
 def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
     try:
         value = int(text)
     except ValueError:
@@ -95,6 +96,7 @@ def positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of panko-collector-events and its subcommands."""
     parser = argparse.ArgumentParser(
         prog="panko-collector-events", description="Query the stored event history."
     )
@@ -144,6 +146,7 @@ def render_value(value: Any) -> Any:
 
 
 def event_json(event: models.Event) -> dict[str, Any]:
+    """An event as the JSON output shows it: ISO datetimes, definitions type names."""
     return {
         "message_id": event.message_id,
         "event_type": event.event_type,
@@ -218,6 +221,7 @@ def run(args: argparse.Namespace, conn: storage.Connection) -> tuple[int, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; 0 done, 1 not found or a storage error, 2 bad arguments."""
     args = build_parser().parse_args(argv)
     conf = service.prepare_service([arg for f in args.config_file for arg in ("--config-file", f)],
                                    groups=opts.storage_groups())

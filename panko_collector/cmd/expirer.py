@@ -32,11 +32,13 @@ class ProgressBar:
         self.out.flush()
 
     def close(self) -> None:
+        """End the bar's line, so that what is printed next starts on its own."""
         self.out.write("\n")
         self.out.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """One expiry run; 0 done (or expiry disabled), 1 on a storage error."""
     conf = service.prepare_service(sys.argv[1:] if argv is None else argv,
                                    groups=opts.storage_groups())
     ttl = expirer.ttl_of(conf)

@@ -74,6 +74,9 @@ def samples() -> list[tuple[str, dict[str, Any]]]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Publish the samples and show the events they became; with
+    ``--with-collector``, run a collector of the same configuration meanwhile.
+    """
     conf = service.prepare_service(argv, cli_opts=CLI_OPTS)
     if not conf.with_collector:
         publish_and_show(conf, conf.wait)

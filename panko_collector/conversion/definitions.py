@@ -262,6 +262,7 @@ class EventDefinition:
                           for t in self.traits)
 
     def match_type(self, event_type: str) -> bool:
+        """Whether ``event_type`` matches an included pattern and no excluded one."""
         return (any(m(event_type) for m in self._included)
                 and not any(m(event_type) for m in self._excluded))
 
