@@ -546,7 +546,7 @@ def run(url: str, args: argparse.Namespace) -> None:
             cases = make_cases(url, w + 4 * r, args.seed + rnd)
             # The cases are long-lived objects of the bench, not of get_events:
             # kept out of Python's full collections, which would otherwise
-            # walk them every ~75 calls (40 ms pauses in the storage floor).
+            # walk them every few dozen calls (pauses in the storage floor).
             gc.collect()
             gc.freeze()
             print(f"\nround {rnd}: {args.events} events stored, {r} calls per query and "

@@ -84,7 +84,7 @@ OPTS = [
     ),
 ]
 
-#: Events per committed batch (batch_size defaults to 500).
+#: Events per committed batch, on both sides of the usual ``[collector] batch_size``.
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 #: Seconds of one successful record_events call.
 COMMIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -104,8 +104,9 @@ def settings(conf: cfg.ConfigOpts, conn: storage.Connection) -> dict[str, Any]:
         conn.dispose()
         # What the worker inherits lives as long as it does: out of Python's
         # full collections, which a page of events (thousands of objects)
-        # sets off every few dozen requests, and which walking the whole
-        # application made a 40 ms pause (the p99 of a list).
+        # sets off every few dozen requests, and which would otherwise walk
+        # the whole application each time, a pause in the request that
+        # happens to set one off.
         gc.collect()
         gc.freeze()
 

@@ -84,7 +84,7 @@ def event_json(event: models.Event) -> str:
 
     The same text as ``json.dumps`` of the event as a dict (with
     ``default=str``), written piece by piece: building a dict for every
-    trait only to have it encoded was most of this command's time.
+    trait only to have it encoded would be most of this command's time.
     """
     parts = []
     for t in sorted(event.traits, key=_by_name):

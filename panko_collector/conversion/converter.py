@@ -112,7 +112,7 @@ class Converter:
         self._warned: set[tuple[str, str]] = set()
         # One regular expression for the included patterns of every specific
         # (not catch-all) definition. A type it does not match can only be
-        # converted by a catch-all: found without trying the ~100 patterns of
+        # converted by a catch-all: found without trying the many patterns of
         # the shipped definitions one by one, which is what each notification
         # of a flood of never-seen unmatched types would otherwise cost.
         specific = [r for d in self.definitions if not d.is_catchall for r in d.included_regex]

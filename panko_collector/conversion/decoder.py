@@ -58,7 +58,8 @@ def parse_timestamp(value: Any) -> datetime.datetime | None:
         return None
     common = _COMMON_TIMESTAMP.match(value)
     if common is not None:
-        # The shape oslo.messaging writes; same result as iso8601, 10x faster.
+        # The shape oslo.messaging writes: the same result as iso8601 without
+        # the cost of its general expression and time-zone objects.
         year, month, day, hour, minute, second, fraction = common.groups()
         try:
             return datetime.datetime(int(year), int(month), int(day), int(hour), int(minute),
