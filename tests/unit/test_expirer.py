@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from panko_collector import errors, expirer, service
+from panko_collector import errors, expirer, expirer_service, service
 from panko_collector.cmd.expirer import ProgressBar
 
 
@@ -112,8 +112,8 @@ def test_service_survives_an_outage_and_tries_again(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     store = FlakyStore(expired=25, outages=1)
-    monkeypatch.setattr(expirer.storage, "get_connection", lambda url, conf: store)
-    svc = expirer.ExpirerService(0, service_conf(3600))
+    monkeypatch.setattr(expirer_service.storage, "get_connection", lambda url, conf: store)
+    svc = expirer_service.ExpirerService(0, service_conf(3600))
     thread = threading.Thread(target=svc.run)
     thread.start()
     deadline = time.monotonic() + 10
@@ -134,8 +134,8 @@ def test_service_with_ttl_off_does_nothing(
         raise AssertionError("no connection wanted")
 
     caplog.set_level(logging.INFO)
-    monkeypatch.setattr(expirer.storage, "get_connection", no_storage)
-    svc = expirer.ExpirerService(0, service_conf(-1))
+    monkeypatch.setattr(expirer_service.storage, "get_connection", no_storage)
+    svc = expirer_service.ExpirerService(0, service_conf(-1))
     svc.run()  # returns at once
     svc.terminate()
     assert [r.getMessage() for r in caplog.records if "off" in r.getMessage()]
