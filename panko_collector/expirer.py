@@ -24,7 +24,6 @@ from oslo_config import cfg
 from oslo_log import log
 
 from panko_collector import storage
-from panko_collector.storage import models
 
 LOG = log.getLogger(__name__)
 
@@ -76,20 +75,25 @@ def expire(
     chunk_size: int,
     should_stop: Callable[[], bool] = lambda: False,
     progress: Callable[[int], None] | None = None,
+    cutoff: datetime.datetime | None = None,
 ) -> ExpiryRun:
     """Delete every event older than ``ttl`` seconds, one chunk at a time.
 
-    Stops early, between two chunks, when ``should_stop()`` says so; what was
-    deleted stays deleted and the rest is left for the next run. Storage
-    errors propagate: the caller decides whether a run may fail quietly.
+    The cutoff is fixed once for the run (``cutoff``, by default
+    ``storage.expiry_cutoff(ttl)`` now) and every chunk deletes up to it, so
+    the run deletes exactly what its log line says. Stops early, between two
+    chunks, when ``should_stop()`` says so; what was deleted stays deleted
+    and the rest is left for the next run. Storage errors propagate: the
+    caller decides whether a run may fail quietly.
     """
     started = time.monotonic()
-    cutoff = models.utcnow() - datetime.timedelta(seconds=ttl)
+    if cutoff is None:
+        cutoff = storage.expiry_cutoff(ttl)
     deleted = 0
     while True:
         if should_stop():
             return ExpiryRun(deleted, time.monotonic() - started, cutoff, complete=False)
-        n = conn.clear_expired_data(ttl, max_count=chunk_size)
+        n = conn.clear_expired_data(ttl, max_count=chunk_size, cutoff=cutoff)
         deleted += n
         if progress is not None and n:
             progress(deleted)

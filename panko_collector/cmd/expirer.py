@@ -47,11 +47,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         conn = storage.get_connection(conf.database.connection, conf)
+        # One cutoff for the count and the run: the bar's total is what the
+        # run deletes.
+        cutoff = storage.expiry_cutoff(ttl)
         bar = None
         if sys.stderr.isatty():
-            bar = ProgressBar(conn.count_expired(ttl), sys.stderr)
+            bar = ProgressBar(conn.count_expired(ttl, cutoff=cutoff), sys.stderr)
         try:
-            run = expirer.expire(conn, ttl, conf.database.events_delete_batch_size, progress=bar)
+            run = expirer.expire(conn, ttl, conf.database.events_delete_batch_size,
+                                 progress=bar, cutoff=cutoff)
         finally:
             if bar is not None:
                 bar.close()

@@ -6,6 +6,7 @@ real databases in tests/functional/test_storage_expiry.py and test_expirer.py.
 
 from __future__ import annotations
 
+import datetime
 import io
 import logging
 import threading
@@ -17,6 +18,7 @@ from oslo_config import cfg
 
 from panko_collector import errors, expirer, expirer_service, service
 from panko_collector.cmd.expirer import ProgressBar
+from panko_collector.storage import models
 
 
 class ChunkedStore:
@@ -25,9 +27,12 @@ class ChunkedStore:
     def __init__(self, expired: int) -> None:
         self.expired = expired
         self.calls: list[int | None] = []
+        self.cutoffs: list[datetime.datetime | None] = []
 
-    def clear_expired_data(self, ttl: int, max_count: int | None = None) -> int:
+    def clear_expired_data(self, ttl: int, max_count: int | None = None, *,
+                           cutoff: datetime.datetime | None = None) -> int:
         self.calls.append(max_count)
+        self.cutoffs.append(cutoff)
         n = self.expired if max_count is None else min(self.expired, max_count)
         self.expired -= n
         return n
@@ -48,6 +53,19 @@ def test_exact_multiple_needs_one_empty_chunk_to_know_it_is_done() -> None:
     store = ChunkedStore(20)
     assert run(store).deleted == 20
     assert store.calls == [10, 10, 10]
+
+
+def test_every_chunk_deletes_up_to_the_cutoff_the_run_reports(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A clock that moves a minute per reading: a cutoff read per chunk would differ.
+    start = datetime.datetime(2026, 1, 1)
+    ticks = iter(range(1000))
+    monkeypatch.setattr(models, "utcnow",
+                        lambda: start + datetime.timedelta(minutes=next(ticks)))
+    store = ChunkedStore(25)
+    result = run(store)
+    assert store.cutoffs == [result.cutoff] * 3
+    assert result.cutoff == start - datetime.timedelta(seconds=3600)
 
 
 def test_nothing_to_do() -> None:
@@ -91,11 +109,12 @@ class FlakyStore(ChunkedStore):
         super().__init__(expired)
         self.outages = outages
 
-    def clear_expired_data(self, ttl: int, max_count: int | None = None) -> int:
+    def clear_expired_data(self, ttl: int, max_count: int | None = None, *,
+                           cutoff: datetime.datetime | None = None) -> int:
         if self.outages:
             self.outages -= 1
             raise errors.StorageUnavailable("connection refused")
-        return super().clear_expired_data(ttl, max_count)
+        return super().clear_expired_data(ttl, max_count, cutoff=cutoff)
 
 
 def service_conf(ttl: int) -> cfg.ConfigOpts:
