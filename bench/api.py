@@ -77,6 +77,7 @@ from werkzeug.test import EnvironBuilder
 
 from panko_collector import service, storage
 from panko_collector.api import app as api_app
+from panko_collector.storage import models
 
 PROJECTS = 1000
 USERS_PER_PROJECT = 5
@@ -101,7 +102,7 @@ def scope_of(i: int) -> tuple[int, int]:
 
 def fill(url: str, n: int, data: Path, batch: int) -> None:
     """Store n corpus events through record_events, then VACUUM ANALYZE."""
-    end = datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
+    end = models.utcnow().replace(microsecond=0)
     start = end - SPAN
     step = SPAN / n
     rng = random.Random(42)
@@ -545,7 +546,7 @@ def run(url: str, args: argparse.Namespace) -> None:
             cases = make_cases(url, w + 4 * r, args.seed + rnd)
             # The cases are long-lived objects of the bench, not of get_events:
             # kept out of Python's full collections, which would otherwise
-            # walk them every ~75 calls (40 ms pauses in the storage floor).
+            # walk them every few dozen calls (pauses in the storage floor).
             gc.collect()
             gc.freeze()
             print(f"\nround {rnd}: {args.events} events stored, {r} calls per query and "

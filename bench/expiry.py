@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record_events import DEFAULT_DATA, FILL_SQL, Databases, build_events, pg_connect
 
 from panko_collector import expirer, storage
+from panko_collector.storage import models
 
 TTL = 3600
 
@@ -37,7 +38,7 @@ TTL = 3600
 def inserter(url: str, data: Path, rate: float, batch: int, pipe: Pipe) -> None:
     """Write a batch every batch/rate s until told to stop; send (phase, latency) pairs."""
     conn = storage.get_connection(url)
-    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    now = models.utcnow()
     pool = build_events(data, 2000, raw=False, start=now)
     period = batch / rate
     phase, latencies, i = "baseline", [], 0
@@ -88,8 +89,7 @@ def main() -> None:
         url = dbs.create("expiry")
         conn = storage.get_connection(url)
         conn.upgrade()
-        base = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(
-            days=1, minutes=args.events)
+        base = models.utcnow() - datetime.timedelta(days=1, minutes=args.events)
         t0 = time.perf_counter()
         with pg_connect(url) as pg:
             for stmt in filter(str.strip, FILL_SQL.split(";\n")):

@@ -39,7 +39,8 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from panko_collector import storage
-from panko_collector.storage import impl_sqlalchemy, models
+from panko_collector.storage import models
+from panko_collector.storage.sqlalchemy import read
 
 T = models.Trait
 REPO = Path(__file__).resolve().parent.parent
@@ -81,21 +82,20 @@ def _leaves(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _trait(name: str, value: Any) -> models.Trait | None:
-    name = name[-255:]
+    name = name[-models.TEXT_LIMIT:]
     if value is None:
         return T(name, T.NONE_TYPE, None)
     if isinstance(value, bool):
         return T(name, T.TEXT_TYPE, str(value))
     if isinstance(value, int):
-        return T(name, T.INT_TYPE, value) if -(2**63) <= value < 2**63 else None
+        return T(name, T.INT_TYPE, value) if models.INT_MIN <= value <= models.INT_MAX else None
     if isinstance(value, float):
         return T(name, T.FLOAT_TYPE, value)
     text = str(value)
     if len(text) >= 19 and text[4] == "-" and text[10] in "T ":
         try:
             dt = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-            return T(name, T.DATETIME_TYPE, dt.astimezone(datetime.UTC).replace(tzinfo=None)
-                     if dt.tzinfo else dt)
+            return T(name, T.DATETIME_TYPE, models.to_naive_utc(dt))
         except ValueError:
             pass
     return T(name, T.TEXT_TYPE, text)
@@ -181,7 +181,8 @@ def dedupe_traits(events: list[models.Event]) -> None:
         seen: dict[tuple[int, str], models.Trait] = {}
         for t in ev.traits:
             seen[(1 if t.dtype == 0 else t.dtype, t.name)] = t
-        ev.traits = [t if not isinstance(t.value, str) else T(t.name, t.dtype, t.value[:255])
+        ev.traits = [t if not isinstance(t.value, str)
+                     else T(t.name, t.dtype, t.value[:models.TEXT_LIMIT])
                      for t in seen.values()]
 
 
@@ -307,7 +308,7 @@ def bench_read_and_expire(dbs: Databases, args: argparse.Namespace) -> None:
     n = args.read_events
     # One event per minute, the newest ending a day ago: the oldest `expire`
     # events are then older than the ttl computed below.
-    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    now = models.utcnow()
     base = (now - datetime.timedelta(days=1, minutes=n)).replace(second=0, microsecond=0)
     t0 = time.perf_counter()
     with pg_connect(url) as pg:
@@ -324,16 +325,16 @@ def bench_read_and_expire(dbs: Databases, args: argparse.Namespace) -> None:
     def timed(flt: storage.EventFilter, runs: int = 7) -> tuple[float, float, int, float]:
         """First and median time with the trait filters prefetched as ids where
         they match few events, and median time without (row by row), interleaved."""
-        times: dict[int, list[float]] = {impl_sqlalchemy._PREFETCH_MAX: [], -1: []}
+        times: dict[int, list[float]] = {read.PREFETCH_MAX: [], -1: []}
         got = 0
         for _ in range(runs):
             for cap, runs_of_cap in times.items():
-                impl_sqlalchemy._PREFETCH_MAX = cap
+                read.PREFETCH_MAX = cap
                 t = time.perf_counter()
                 got = len(list(conn.get_events(flt, {"limit": 100})))
                 runs_of_cap.append(time.perf_counter() - t)
         (prefetch, prefetched), (_, row_by_row) = times.items()
-        impl_sqlalchemy._PREFETCH_MAX = prefetch
+        read.PREFETCH_MAX = prefetch
         return (prefetched[0] * 1000, statistics.median(prefetched[1:]) * 1000, got,
                 statistics.median(row_by_row[1:]) * 1000)
 
@@ -362,8 +363,7 @@ def bench_read_and_expire(dbs: Databases, args: argparse.Namespace) -> None:
     expire = min(args.expire, n)
     # Event i was generated at base + i minutes; cut between event expire-1 and expire.
     cutoff = base + datetime.timedelta(minutes=expire - 1, seconds=30)
-    ttl = int((datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - cutoff)
-              .total_seconds())
+    ttl = int((models.utcnow() - cutoff).total_seconds())
     t0 = time.perf_counter()
     deleted = conn.clear_expired_data(ttl)
     elapsed = time.perf_counter() - t0

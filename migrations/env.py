@@ -13,10 +13,10 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection
 
-from panko_collector.storage import sql_models
+from panko_collector.storage.sqlalchemy import tables
 
 config = context.config
-target_metadata = sql_models.Base.metadata
+target_metadata = tables.Base.metadata
 
 
 def _configure_and_run(connection: Connection) -> None:

@@ -43,10 +43,11 @@ from cotyledon import oslo_config_glue
 from oslo_config import cfg
 from sqlalchemy.engine import make_url
 
-from panko_collector import errors, expirer, metrics, sdnotify, storage
+from panko_collector import errors, metrics, sdnotify, storage
 from panko_collector.broker import topology, transport
 from panko_collector.compat import check_at_start, cotyledon_hooks
 from panko_collector.conversion import converter, decoder, definitions
+from panko_collector.expirer_service import ExpirerService
 from panko_collector.ingest.consumer import Consumer
 from panko_collector.ingest.settings import Settings
 
@@ -395,7 +396,7 @@ def _serve(conf: cfg.ConfigOpts, counts: metrics.Metrics, definitions: Definitio
                 args=(conf, definitions, readiness, counts))
     if conf.expirer.enabled:
         # Its own process, so a long expiry never delays a consumer's batch.
-        manager.add(expirer.ExpirerService, workers=1, args=(conf, counts))
+        manager.add(ExpirerService, workers=1, args=(conf, counts))
     if counts.enabled:
         manager.add(metrics.MetricsService, workers=1,
                     args=(conf, os.environ[metrics.MULTIPROC_ENV]))

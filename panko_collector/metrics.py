@@ -40,7 +40,6 @@ definitions. Event types are not a label: without
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import glob
 import logging
@@ -60,9 +59,10 @@ from oslo_config import cfg
 from panko_collector import errors
 from panko_collector.broker.routing import priority_of
 from panko_collector.compat import prometheus_hooks
+from panko_collector.storage import models
 
 if TYPE_CHECKING:
-    from panko_collector.storage import FailedEvent, models
+    from panko_collector.storage import FailedEvent
 
 LOG = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ OPTS = [
     ),
 ]
 
-#: Events per committed batch (batch_size defaults to 500).
+#: Events per committed batch, on both sides of the usual ``[collector] batch_size``.
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 #: Seconds of one successful record_events call.
 COMMIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -256,7 +256,7 @@ class PrometheusMetrics(Metrics):
                          refused: Sequence[FailedEvent] = ()) -> None:
         self._last_commit.set(time.time())
         skip = {id(f.event) for f in refused}
-        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        now = models.utcnow()
         observe = self._lag.observe
         for event in events:
             if id(event) not in skip:
@@ -442,6 +442,7 @@ class QueueDepths:
                 conn.release()
 
     def collect(self) -> Iterator[Any]:
+        """prometheus-client's hook: the readings of the last ``poll``."""
         from prometheus_client.core import GaugeMetricFamily
 
         depth = GaugeMetricFamily(
@@ -475,6 +476,10 @@ class MetricsService(cotyledon.Service):
         self._stopping = threading.Event()
 
     def run(self) -> None:
+        """Listen, then poll the queue depths every ``summary_interval`` until terminated.
+
+        Raises when the port cannot be bound; cotyledon then starts the service again.
+        """
         from prometheus_client import start_http_server
 
         host, port = self.conf.collector.metrics_host, self.conf.collector.metrics_port
@@ -488,6 +493,7 @@ class MetricsService(cotyledon.Service):
             self._stopping.wait(self.conf.collector.summary_interval)
 
     def terminate(self) -> None:
+        """Stop polling and close the listening socket (errors closing it are ignored)."""
         self._stopping.set()
         if self._server is not None:
             with contextlib.suppress(Exception):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from panko_collector.storage.sql_models import DOUBLE_PRECISION, PreciseTimestamp
+from panko_collector.storage.sqlalchemy.tables import DOUBLE_PRECISION, PreciseTimestamp
 
 revision: str = "pc0001_panko_schema"
 down_revision: str | None = None

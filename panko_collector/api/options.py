@@ -1,9 +1,9 @@
 """The API's options: ``[DEFAULT] auth_strategy`` and ``[api]``.
 
 Declared here rather than beside the code that reads them (``app``,
-``server``, ``views``) because every command registers every option of the
-project: this module imports nothing but oslo.config, so the collector and
-the other commands do not load Flask, gunicorn and keystonemiddleware.
+``server``, ``views``) because ``opts.list_opts`` gathers every option of
+the project for the daemon and the sample file: this module imports nothing
+but oslo.config, so they do not load Flask, gunicorn and keystonemiddleware.
 """
 
 from __future__ import annotations

@@ -23,11 +23,14 @@ from urllib.parse import parse_qsl
 import iso8601
 
 from panko_collector import errors, storage
-from panko_collector.storage.sql_models import to_naive_utc
+from panko_collector.storage import models
 
 OPERATORS = ("lt", "le", "eq", "ne", "ge", "gt")
-#: In the order Panko lists them in its error message.
-TRAIT_TYPES = ("integer", "float", "string", "datetime")
+#: Panko's names of the trait types a filter may give, in the order its error
+#: message lists them.
+TRAIT_TYPES = tuple(models.Trait.type_names[dtype] for dtype in (
+    models.Trait.INT_TYPE, models.Trait.FLOAT_TYPE, models.Trait.TEXT_TYPE,
+    models.Trait.DATETIME_TYPE))
 SORT_KEYS = ("message_id", "generated")
 SORT_DIRECTIONS = ("asc", "desc")
 #: The operator each special field takes, and the one also accepted for it:
@@ -48,7 +51,6 @@ JSON_TYPES = ("application/json", "text/javascript", "application/javascript")
 _ATTRIBUTES = ("field", "op", "type", "value")
 _INDEXED = re.compile(r"q\[(\d{1,6})\]\.(\w+)")
 _MAX_PARAMETERS = len(_ATTRIBUTES) * MAX_QUERIES + 16
-_INT64 = (-(2**63), 2**63 - 1)
 #: Values quoted in error messages are cut to this many characters.
 _SHOWN = 100
 _TRUE = ("1", "t", "true", "on", "y", "yes")
@@ -95,6 +97,7 @@ class Identity:
                    get("OpenStack-System-Scope") or None)
 
     def policy_credentials(self) -> dict[str, Any]:
+        """What oslo.policy checks: roles, user, project and any system scope."""
         creds: dict[str, Any] = {"roles": list(self.roles), "user_id": self.user_id,
                                  "project_id": self.project_id}
         if self.system_scope:
@@ -260,7 +263,7 @@ def collect(pairs: Sequence[tuple[str, str]], body: dict[str, Any] | None) -> Ar
 def parse_timestamp(text: str) -> datetime.datetime:
     """An ISO 8601 date/time as naive UTC (no offset means UTC); BadRequest if not one."""
     try:
-        return to_naive_utc(iso8601.parse_date(text, default_timezone=datetime.UTC))
+        return models.to_naive_utc(iso8601.parse_date(text, default_timezone=datetime.UTC))
     except (iso8601.ParseError, ValueError, OverflowError):
         raise errors.BadRequest(
             f"Unable to parse date string '{_shown(text)}': use ISO 8601, e.g. "
@@ -272,7 +275,7 @@ def _convert(value: str, data_type: str) -> Any:
     try:
         if data_type == "integer":
             number = int(value)
-            if not _INT64[0] <= number <= _INT64[1]:
+            if not models.INT_MIN <= number <= models.INT_MAX:
                 raise ValueError(value)
             return number
         if data_type == "float":

@@ -42,16 +42,19 @@ def dumps(body: Any) -> str:
 
 
 def type_name(dtype: int) -> str:
+    """Panko's name of a trait type code (``none`` for a code it does not know)."""
     return models.Trait.type_names.get(dtype, "none")
 
 
 def trait_value(value: Any) -> str:
+    """A trait value as Panko's API gives it: a string, datetimes in ISO 8601."""
     if isinstance(value, datetime.datetime):
         return value.isoformat()
     return str(value)
 
 
 def trait(t: models.Trait) -> dict[str, str]:
+    """One trait as Panko's API shows it: name, value (a string) and type name."""
     return {"name": t.name, "value": trait_value(t.value), "type": type_name(t.dtype)}
 
 

@@ -57,6 +57,10 @@ class JsonErrorWorker(ThreadWorker):  # type: ignore[misc]
     ]
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """Answer a request gunicorn could not parse in JSON; other errors as gunicorn does.
+
+        A client that has gone away gets nothing (logged at DEBUG).
+        """
         for kind, status, reason, message in self._CLIENT_ERRORS:
             if isinstance(exc, kind):
                 self.log.warning("Invalid request from %s: %s", (addr or ("",))[0], exc)
@@ -81,10 +85,12 @@ class Server(BaseApplication):  # type: ignore[misc]
         super().__init__()
 
     def load_config(self) -> None:
+        """gunicorn's hook: apply our settings instead of reading its own files."""
         for key, value in self.settings.items():
             self.cfg.set(key, value)
 
     def load(self) -> WSGIApp:
+        """gunicorn's hook: the prebuilt application, the same in every worker."""
         return self.application
 
 
@@ -98,8 +104,9 @@ def settings(conf: cfg.ConfigOpts, conn: storage.Connection) -> dict[str, Any]:
         conn.dispose()
         # What the worker inherits lives as long as it does: out of Python's
         # full collections, which a page of events (thousands of objects)
-        # sets off every few dozen requests, and which walking the whole
-        # application made a 40 ms pause (the p99 of a list).
+        # sets off every few dozen requests, and which would otherwise walk
+        # the whole application each time, a pause in the request that
+        # happens to set one off.
         gc.collect()
         gc.freeze()
 

@@ -20,6 +20,7 @@ from panko_collector.api.policy import INDEX_RULE, SHOW_RULE, Policy
 
 
 def json_response(body: Any, status: int = 200) -> flask.Response:
+    """``body`` as a JSON response (``render.dumps``) with ``status``."""
     return json_text_response(render.dumps(body), status)
 
 
@@ -45,6 +46,7 @@ class Views:
         self.max_limit = conf.api.max_limit
 
     def register(self, app: flask.Flask) -> None:
+        """Add the GET routes of /v2 to ``app`` (no trailing-slash redirects, no OPTIONS)."""
         routes: list[tuple[str, Callable[..., flask.Response]]] = [
             ("/capabilities", self.capabilities),
             ("/events", self.list_events),
@@ -85,9 +87,14 @@ class Views:
     # ------------------------------------------------------------- views
 
     def capabilities(self) -> flask.Response:
+        """``GET /v2/capabilities``: what the API supports; open to every caller."""
         return json_response(render.CAPABILITIES)
 
     def list_events(self) -> flask.Response:
+        """``GET /v2/events``: the events the caller may see that match the filters.
+
+        Raises ``RequestError`` subclasses (400, 403, 413, 415) for a request to change.
+        """
         identity, admin = self._caller()
         request = flask.request
         data = request.get_data(cache=False)
@@ -102,6 +109,7 @@ class Views:
         return json_text_response(render.events_json(self.conn.get_events(event_filter, page)))
 
     def show_event(self, message_id: str) -> flask.Response:
+        """``GET /v2/events/<message_id>``: one event; 404 when the caller may not see it."""
         identity, admin = self._caller()
         self.policy.authorize(SHOW_RULE, identity)
         # Scoped as a list is, without all_tenants.
@@ -112,20 +120,24 @@ class Views:
         raise errors.NotFound(f"Event {message_id} Not Found")
 
     def event_types(self) -> flask.Response:
+        """``GET /v2/event_types``: every stored event type (admins only)."""
         self._admin()
         return json_response(list(self.conn.get_event_types()))
 
     def event_type(self, event_type: str) -> flask.Response:
+        """``GET /v2/event_types/<type>``: always 404 for an admin, as in Panko."""
         self._admin()
         # Panko serves nothing here either: the types are only listed.
         raise errors.NotFound("The resource could not be found.")
 
     def trait_descriptions(self, event_type: str) -> flask.Response:
+        """``GET /v2/event_types/<type>/traits``: trait names and types of a type (admins only)."""
         self._admin()
         return json_response([render.trait_description(t)
                               for t in self.conn.get_trait_types(event_type)])
 
     def traits(self, event_type: str, trait_name: str) -> flask.Response:
+        """``GET /v2/event_types/<type>/traits/<name>``: the values stored (admins only)."""
         self._admin()
         return json_response([render.trait(t)
                               for t in self.conn.get_traits(event_type, trait_name)])

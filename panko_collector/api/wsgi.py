@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from panko_collector import service
+from panko_collector import opts, service
 from panko_collector.api import app
 
 CONFIG_ENV = "PANKO_COLLECTOR_CONFIG_FILE"
@@ -16,8 +16,10 @@ DEFAULT_CONFIG = "/etc/panko-collector/panko-collector.conf"
 
 
 def config_files() -> list[str]:
+    """The files named by ``PANKO_COLLECTOR_CONFIG_FILE``, else the default file."""
     named = os.environ.get(CONFIG_ENV, "")
     return [f.strip() for f in named.split(",") if f.strip()] or [DEFAULT_CONFIG]
 
 
-application = app.load_app(service.prepare_service([], config_files=config_files()))
+application = app.load_app(service.prepare_service([], config_files=config_files(),
+                                                    groups=opts.api_groups()))

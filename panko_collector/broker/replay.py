@@ -76,9 +76,11 @@ class DeadLetter:
 
     @property
     def headers(self) -> dict[str, Any]:
+        """The message's AMQP application headers (``{}`` when it has none)."""
         return dict(self.properties.get("application_headers") or {})
 
     def header(self, name: str) -> str | None:
+        """One header as text (bytes decoded, undecodable bytes replaced), or None."""
         value = self.headers.get(name)
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
@@ -86,6 +88,7 @@ class DeadLetter:
 
     @property
     def reason(self) -> str:
+        """Why the collector dead-lettered it (``not-json``, ``convert-failed``...)."""
         return self.header("reason") or "(none)"
 
     def notification(self) -> decoder.Notification | None:
@@ -118,6 +121,7 @@ class Selection:
 
     @property
     def needs_body(self) -> bool:
+        """Whether choosing needs the decoded body: only to match an event type."""
         return self.event_type is not None
 
     def __call__(self, letter: DeadLetter, event_type: str | None) -> bool:
@@ -158,12 +162,14 @@ class Inventory:
     event_types: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def add(self, letter: DeadLetter, note: decoder.Notification | None) -> None:
+        """Count one dead letter, with the timestamp of its notification when it decodes."""
         timestamp = note.timestamp if note is not None else None
         self.total.add(timestamp)
         self.reasons[letter.reason].add(timestamp)
         self.event_types[note.event_type if note is not None else UNDECODABLE] += 1
 
     def as_json(self, queue: str) -> dict[str, Any]:
+        """The inventory of ``queue`` as the ``--list --format json`` output."""
         return {
             "queue": queue,
             **self.total.as_json(),
@@ -188,9 +194,11 @@ class Report:
 
     @property
     def failed(self) -> int:
+        """How many selected dead letters could not be replayed (they stay queued)."""
         return sum(self.failures.values())
 
     def summary(self) -> str:
+        """The one line printed at the end of a run, naming what failed and why."""
         rate = self.replayed / self.seconds if self.seconds > 0 else 0.0
         verb = "would replay" if self.dry_run else "replayed"
         done = self.selected if self.dry_run else self.replayed
@@ -508,6 +516,7 @@ def table(headers: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
 
 
 def render_inventory(report: Report) -> str:
+    """The ``--list`` table: dead letters by reason and by event type, with totals."""
     inv = report.inventory
 
     def stamp(value: datetime.datetime | None) -> str | None:

@@ -6,14 +6,15 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from panko_collector import errors, service, storage
+from panko_collector import errors, opts, service, storage
 from panko_collector.api import app, server
 
 LOG = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    conf = service.prepare_service(argv)
+    """Serve the API under gunicorn until SIGTERM; exit 1 on a configuration error."""
+    conf = service.prepare_service(argv, groups=opts.api_groups())
     # alembic announces each of its plugins at INFO; operators need none of that.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if conf.auth_strategy == "noauth":

@@ -12,6 +12,9 @@ LOG = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Run the daemon until SIGTERM; exit 1 when the configuration, the broker's
+    refusal or a library stops it at start (logged).
+    """
     # A SIGTERM during start-up (systemd stopping a unit it just started)
     # must end the daemon with status 0, not kill it: caught from here until
     # the service manager takes the signal over, and honoured by serve().

@@ -50,12 +50,8 @@ CLI_OPTS = [
                     help="Files of notifications (JSON object, array or lines); - is stdin."),
 ]
 
-TYPE_NAMES = {
-    models.Trait.TEXT_TYPE: "text",
-    models.Trait.INT_TYPE: "int",
-    models.Trait.FLOAT_TYPE: "float",
-    models.Trait.DATETIME_TYPE: "datetime",
-}
+#: The type names printed: the definitions format's.
+TYPE_NAMES = models.Trait.definition_names
 
 
 #: json.dumps's own escaping of a string (the C one where Python has it).
@@ -88,7 +84,7 @@ def event_json(event: models.Event) -> str:
 
     The same text as ``json.dumps`` of the event as a dict (with
     ``default=str``), written piece by piece: building a dict for every
-    trait only to have it encoded was most of this command's time.
+    trait only to have it encoded would be most of this command's time.
     """
     parts = []
     for t in sorted(event.traits, key=_by_name):
@@ -222,7 +218,7 @@ def run(converter: Converter, paths: Sequence[str], out: TextIO, err: TextIO,
     """
     global _work
     invalid = False
-    received = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    received = models.utcnow()
     with contextlib.ExitStack() as stack:
         pool: Any = None
         for path in paths:
@@ -252,6 +248,9 @@ def run(converter: Converter, paths: Sequence[str], out: TextIO, err: TextIO,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Convert the named files; the exit status is :func:`run`'s, or 2 when the
+    definitions cannot be loaded.
+    """
     # Only the [event] options: the daemon's other modules are not imported,
     # which is most of this command's start-up.
     conf = service.prepare_service(argv, cli_opts=CLI_OPTS,

@@ -8,14 +8,15 @@ from collections.abc import Sequence
 
 from oslo_log import log
 
-from panko_collector import errors, service, storage
+from panko_collector import errors, opts, service, storage
 
 LOG = log.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Upgrade ``[database] connection`` to the newest schema; 1 on failure."""
-    conf = service.prepare_service(sys.argv[1:] if argv is None else argv)
+    conf = service.prepare_service(sys.argv[1:] if argv is None else argv,
+                                   groups=opts.storage_groups())
     # alembic announces each of its plugins at INFO; operators need none of that.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     url = conf.database.connection

@@ -20,18 +20,18 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from panko_collector import __version__, errors, service, storage
+from panko_collector import __version__, errors, opts, service, storage
 from panko_collector.storage import models
 
-#: ``--trait`` types and the EventFilter key each one fills.
-TRAIT_TYPES = {"text": "string", "int": "integer", "float": "float", "datetime": "datetime"}
-DTYPE_NAMES = {
-    models.Trait.NONE_TYPE: "text",
-    models.Trait.TEXT_TYPE: "text",
-    models.Trait.INT_TYPE: "int",
-    models.Trait.FLOAT_TYPE: "float",
-    models.Trait.DATETIME_TYPE: "datetime",
+#: ``--trait`` types (the definitions format's names) and the EventFilter
+#: key each one fills (Panko's name of the type).
+TRAIT_TYPES = {
+    name: models.Trait.type_names[dtype]
+    for dtype, name in models.Trait.definition_names.items()
+    if dtype != models.Trait.NONE_TYPE
 }
+#: The type names the command prints: the definitions format's.
+DTYPE_NAMES = models.Trait.definition_names
 OPERATORS = {"<=": "le", ">=": "ge", "!=": "ne", "==": "eq", "=": "eq", "<": "lt", ">": "gt"}
 _TRAIT_RE = re.compile(
     r"^(?P<key>[^:<>=!]+)(?::(?P<type>\w+))?(?P<op><=|>=|!=|==|=|<|>)(?P<value>.*)$"
@@ -44,9 +44,7 @@ def utc_datetime(text: str) -> datetime.datetime:
         value = datetime.datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 date/time: {text!r}") from None
-    if value.tzinfo is not None:
-        value = value.astimezone(datetime.UTC).replace(tzinfo=None)
-    return value
+    return models.to_naive_utc(value)
 
 
 def trait_condition(text: str) -> storage.TraitFilter:
@@ -87,6 +85,7 @@ def sort_key(text: str) -> tuple[str, str]:
 
 
 def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
     try:
         value = int(text)
     except ValueError:
@@ -97,6 +96,7 @@ def positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of panko-collector-events and its subcommands."""
     parser = argparse.ArgumentParser(
         prog="panko-collector-events", description="Query the stored event history."
     )
@@ -146,6 +146,7 @@ def render_value(value: Any) -> Any:
 
 
 def event_json(event: models.Event) -> dict[str, Any]:
+    """An event as the JSON output shows it: ISO datetimes, definitions type names."""
     return {
         "message_id": event.message_id,
         "event_type": event.event_type,
@@ -220,8 +221,10 @@ def run(args: argparse.Namespace, conn: storage.Connection) -> tuple[int, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; 0 done, 1 not found or a storage error, 2 bad arguments."""
     args = build_parser().parse_args(argv)
-    conf = service.prepare_service([arg for f in args.config_file for arg in ("--config-file", f)])
+    conf = service.prepare_service([arg for f in args.config_file for arg in ("--config-file", f)],
+                                   groups=opts.storage_groups())
     try:
         conn = storage.get_connection(conf.database.connection, conf)
         code, text = run(args, conn)

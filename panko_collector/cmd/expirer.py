@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from panko_collector import errors, expirer, service, storage
+from panko_collector import errors, expirer, opts, service, storage
 
 
 class ProgressBar:
@@ -32,23 +32,30 @@ class ProgressBar:
         self.out.flush()
 
     def close(self) -> None:
+        """End the bar's line, so that what is printed next starts on its own."""
         self.out.write("\n")
         self.out.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    conf = service.prepare_service(sys.argv[1:] if argv is None else argv)
+    """One expiry run; 0 done (or expiry disabled), 1 on a storage error."""
+    conf = service.prepare_service(sys.argv[1:] if argv is None else argv,
+                                   groups=opts.storage_groups())
     ttl = expirer.ttl_of(conf)
     if ttl is None:
         print("Event expiry is disabled ([database] event_time_to_live <= 0): nothing to do.")
         return 0
     try:
         conn = storage.get_connection(conf.database.connection, conf)
+        # One cutoff for the count and the run: the bar's total is what the
+        # run deletes.
+        cutoff = storage.expiry_cutoff(ttl)
         bar = None
         if sys.stderr.isatty():
-            bar = ProgressBar(conn.count_expired(ttl), sys.stderr)
+            bar = ProgressBar(conn.count_expired(ttl, cutoff=cutoff), sys.stderr)
         try:
-            run = expirer.expire(conn, ttl, conf.database.events_delete_batch_size, progress=bar)
+            run = expirer.expire(conn, ttl, conf.database.events_delete_batch_size,
+                                 progress=bar, cutoff=cutoff)
         finally:
             if bar is not None:
                 bar.close()

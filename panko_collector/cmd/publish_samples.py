@@ -10,7 +10,6 @@ database of ``[database] connection``.
 
 from __future__ import annotations
 
-import datetime
 import json
 import signal
 import subprocess
@@ -43,7 +42,7 @@ CLI_OPTS = [
 
 def samples() -> list[tuple[str, dict[str, Any]]]:
     """(exchange, notification) pairs with fresh ids and the current time."""
-    now = str(datetime.datetime.now(datetime.UTC).replace(tzinfo=None))
+    now = str(models.utcnow())
     project, user = uuid.uuid4().hex, uuid.uuid4().hex
     instance, volume, port = (str(uuid.uuid4()) for _ in range(3))
 
@@ -75,6 +74,9 @@ def samples() -> list[tuple[str, dict[str, Any]]]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Publish the samples and show the events they became; with
+    ``--with-collector``, run a collector of the same configuration meanwhile.
+    """
     conf = service.prepare_service(argv, cli_opts=CLI_OPTS)
     if not conf.with_collector:
         publish_and_show(conf, conf.wait)

@@ -23,6 +23,7 @@ from panko_collector.cmd.expirer import ProgressBar
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of panko-collector-replay."""
     parser = argparse.ArgumentParser(
         prog="panko-collector-replay",
         description="List the messages in the collector's dead-letter queue, or publish "
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """List or replay; the exit codes are the module's (0, 1, 2)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list and (args.limit is not None or args.dry_run):

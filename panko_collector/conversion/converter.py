@@ -67,10 +67,6 @@ _CACHE_LIMIT = 4096
 _NO_MATCH = object()
 
 
-def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-
-
 def resolve_definitions_file(conf: cfg.ConfigOpts) -> str:
     """The definitions file that ``[event] definitions_cfg_file`` names.
 
@@ -116,7 +112,7 @@ class Converter:
         self._warned: set[tuple[str, str]] = set()
         # One regular expression for the included patterns of every specific
         # (not catch-all) definition. A type it does not match can only be
-        # converted by a catch-all: found without trying the ~100 patterns of
+        # converted by a catch-all: found without trying the many patterns of
         # the shipped definitions one by one, which is what each notification
         # of a flood of never-seen unmatched types would otherwise cost.
         specific = [r for d in self.definitions if not d.is_catchall for r in d.included_regex]
@@ -167,7 +163,7 @@ class Converter:
             LOG.debug("Dropping notification %s (message_id %s): no definition matches",
                       event_type, notification.message_id)
             return None
-        generated = notification.timestamp or received or _utcnow()
+        generated = notification.timestamp or received or models.utcnow()
         body = notification.listener_body(
             generated if notification.raw_timestamp is None else None)
         traits = []

@@ -27,6 +27,7 @@ from typing import Any
 import iso8601
 
 from panko_collector.errors import DecodeError
+from panko_collector.storage.models import to_naive_utc
 
 ENVELOPE_VERSION_KEY = "oslo.version"
 ENVELOPE_MESSAGE_KEY = "oslo.message"
@@ -57,7 +58,8 @@ def parse_timestamp(value: Any) -> datetime.datetime | None:
         return None
     common = _COMMON_TIMESTAMP.match(value)
     if common is not None:
-        # The shape oslo.messaging writes; same result as iso8601, 10x faster.
+        # The shape oslo.messaging writes: the same result as iso8601 without
+        # the cost of its general expression and time-zone objects.
         year, month, day, hour, minute, second, fraction = common.groups()
         try:
             return datetime.datetime(int(year), int(month), int(day), int(hour), int(minute),
@@ -69,10 +71,7 @@ def parse_timestamp(value: Any) -> datetime.datetime | None:
         # here without the cost of its regular expression and exception.
         return None
     try:
-        parsed = iso8601.parse_date(value)
-        offset = parsed.utcoffset()
-        naive = parsed.replace(tzinfo=None)
-        return naive - offset if offset else naive
+        return to_naive_utc(iso8601.parse_date(value))
     except (ValueError, TypeError, OverflowError):
         return None
 

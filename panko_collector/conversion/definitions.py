@@ -16,27 +16,19 @@ import fnmatch
 import functools
 import inspect
 import logging
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import yaml
 
-from panko_collector.conversion.decoder import parse_timestamp
 from panko_collector.conversion.paths import FieldPath, PathError
+from panko_collector.conversion.plugins import PLUGINS, PluginError, PluginMatches
+from panko_collector.conversion.values import CONVERTERS, TYPES
 from panko_collector.errors import DefinitionsError
 from panko_collector.storage.models import Trait
 
 LOG = logging.getLogger(__name__)
-
-#: Type names of the definitions format (compared case-insensitively).
-TYPES = {
-    "text": Trait.TEXT_TYPE,
-    "int": Trait.INT_TYPE,
-    "float": Trait.FLOAT_TYPE,
-    "datetime": Trait.DATETIME_TYPE,
-}
 
 #: Traits every definition gets unless it defines a trait of the same name.
 DEFAULT_TRAITS: dict[str, dict[str, Any]] = {
@@ -47,10 +39,6 @@ DEFAULT_TRAITS: dict[str, dict[str, Any]] = {
     "tenant_id": {"type": "text", "fields": ["payload.tenant_id", "ctxt.project_id"]},
 }
 
-TEXT_LIMIT = 255
-
-PluginMatches = list[tuple[str, Any]]
-
 
 class _DefError(Exception):
     """A problem in one definition; load_definitions adds file and line."""
@@ -58,112 +46,6 @@ class _DefError(Exception):
     def __init__(self, message: str, trait: str | None = None) -> None:
         super().__init__(message)
         self.trait = trait
-
-
-# --- trait plugins ---------------------------------------------------------
-# Each takes the (path, value) pairs of the non-null matches and returns
-# candidate values; the first non-null one is the trait's value.
-
-
-class SplitPlugin:
-    """``split``: a segment of the string form of each value."""
-
-    def __init__(self, separator: Any = ".", segment: Any = 0, max_split: Any = None) -> None:
-        if not isinstance(separator, str) or not separator:
-            raise _DefError(f"split: separator must be a non-empty string, not {separator!r}")
-        if not isinstance(segment, int):
-            raise _DefError(f"split: segment must be an integer, not {segment!r}")
-        if max_split is not None and not isinstance(max_split, int):
-            raise _DefError(f"split: max_split must be an integer, not {max_split!r}")
-        self.separator = separator
-        self.segment = segment
-        self.max_split = -1 if max_split is None else max_split
-
-    def __call__(self, matches: PluginMatches) -> list[Any]:
-        out: list[Any] = []
-        for _, value in matches:
-            parts = str(value).split(self.separator, self.max_split)
-            out.append(parts[self.segment] if -len(parts) <= self.segment < len(parts) else None)
-        return out
-
-
-class BitfieldPlugin:
-    """``bitfield``: set bit N when the path given with it matched (a value)."""
-
-    def __init__(self, initial_bitfield: Any = 0, flags: Any = None) -> None:
-        if not isinstance(initial_bitfield, int):
-            raise _DefError(f"bitfield: initial_bitfield must be an integer, "
-                            f"not {initial_bitfield!r}")
-        self.initial = initial_bitfield
-        self.flags: list[tuple[str, int, bool, Any]] = []
-        for flag in flags or []:
-            if not isinstance(flag, dict) or "path" not in flag or "bit" not in flag:
-                raise _DefError(f"bitfield: each flag needs 'path' and 'bit': {flag!r}")
-            try:
-                bit = int(flag["bit"])
-            except (TypeError, ValueError):
-                raise _DefError(f"bitfield: bit must be an integer: {flag!r}") from None
-            if bit < 0:
-                raise _DefError(f"bitfield: bit must not be negative: {flag!r}")
-            self.flags.append((str(flag["path"]), 1 << bit, "value" in flag, flag.get("value")))
-
-    def __call__(self, matches: PluginMatches) -> list[Any]:
-        found = dict(matches)
-        bitfield = self.initial
-        for path, bit, has_value, value in self.flags:
-            if path in found and (not has_value or found[path] == value):
-                bitfield |= bit
-        return [bitfield]
-
-
-class TimedeltaPlugin:
-    """``timedelta``: seconds between the two datetimes the fields give."""
-
-    def __call__(self, matches: PluginMatches) -> list[Any]:
-        if len(matches) != 2:
-            LOG.warning("timedelta needs exactly two timestamps, got %d", len(matches))
-            return [None]
-        start, end = (parse_timestamp(value) for _, value in matches)
-        if start is None or end is None:
-            LOG.warning("timedelta: %s and %s must both be datetimes",
-                        matches[0][0], matches[1][0])
-            return [None]
-        return [abs((end - start).total_seconds())]
-
-
-class MapPlugin:
-    """``map``: replace each value by its entry in ``values`` (or ``default``)."""
-
-    def __init__(self, values: Any = None, default: Any = None,
-                 case_sensitive: Any = True) -> None:
-        if not values or not isinstance(values, dict):
-            raise _DefError("map: 'values' must be a non-empty mapping")
-        self.case_sensitive = bool(case_sensitive)
-        self.values = values if self.case_sensitive else {
-            (k.casefold() if isinstance(k, str) else k): v for k, v in values.items()
-        }
-        self.default = default
-
-    def __call__(self, matches: PluginMatches) -> list[Any]:
-        out = []
-        for _, value in matches:
-            key = value.casefold() if not self.case_sensitive and isinstance(value, str) else value
-            try:
-                out.append(self.values[key])
-            except (KeyError, TypeError):  # TypeError: a list or object is no key
-                out.append(self.default)
-        return out
-
-
-PLUGINS: dict[str, Callable[..., Callable[[PluginMatches], list[Any]]]] = {
-    "split": SplitPlugin,
-    "bitfield": BitfieldPlugin,
-    "timedelta": TimedeltaPlugin,
-    "map": MapPlugin,
-}
-
-
-# --- definitions -----------------------------------------------------------
 
 
 class TraitDefinition:
@@ -216,7 +98,7 @@ class TraitDefinition:
         #: ``extract`` specialised for this trait (the hot path calls it).
         self.get: Callable[[dict[str, Any]], Any] = self._specialise()
         #: ``convert`` specialised for this trait's type.
-        self.to_value: Callable[[Any], Any] = _CONVERTERS[self.dtype]
+        self.to_value: Callable[[Any], Any] = CONVERTERS[self.dtype]
 
     def _specialise(self) -> Callable[[dict[str, Any]], Any]:
         if self.constant is not None:
@@ -296,56 +178,10 @@ def _key_getter(keys: tuple[str, ...]) -> Callable[[dict[str, Any]], Any]:
     return get_n
 
 
-def _text(value: Any) -> str:
-    return (value if isinstance(value, str) else str(value))[:TEXT_LIMIT]
-
-
-def _datetime(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise TypeError(f"a datetime must be a string, not {type(value).__name__}")
-    parsed = parse_timestamp(value)
-    if parsed is None:
-        raise ValueError(f"unparseable datetime {value!r}")
-    return parsed
-
-
-_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
-
-
-def _int(value: Any) -> int:
-    # The trait tables hold 64-bit integers: a larger number costs the trait
-    # here, where the database would refuse the whole event.
-    number = int(value)
-    if not _INT_MIN <= number <= _INT_MAX:
-        raise ValueError(f"{_describe_int(number)} does not fit in a 64-bit integer")
-    return number
-
-
-def _describe_int(number: int) -> str:
-    return str(number) if abs(number) < 10**60 else f"a {number.bit_length()}-bit number"
-
-
-def _float(value: Any) -> float:
-    # NaN and infinities: PostgreSQL would keep them, MySQL cannot, SQLite
-    # turns NaN into NULL, and the storage refuses the event; drop the trait.
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{number!r} is not a finite number")
-    return number
-
-
-_CONVERTERS: dict[int, Callable[[Any], Any]] = {
-    Trait.TEXT_TYPE: _text,
-    Trait.INT_TYPE: _int,
-    Trait.FLOAT_TYPE: _float,
-    Trait.DATETIME_TYPE: _datetime,
-}
-
-
 @functools.lru_cache(maxsize=4096)
 def _compiled(expression: str) -> FieldPath:
-    # A definitions file repeats its paths (Ceilometer's: 759 for 153
-    # distinct ones) and parsing one is the slow part of loading the file;
+    # A definitions file repeats its paths (Ceilometer's names most of them
+    # several times) and parsing one is the slow part of loading the file;
     # a FieldPath is never changed once built, so one serves them all.
     return FieldPath(expression)
 
@@ -380,7 +216,7 @@ def _make_plugin(trait: str, cfg: Any) -> Callable[[PluginMatches], list[Any]]:
         LOG.warning("trait %s: plugin %s ignores parameters %s", trait, name, ", ".join(unknown))
     try:
         return factory(**{k: v for k, v in params.items() if k in known})
-    except _DefError as exc:
+    except PluginError as exc:
         raise _DefError(f"trait {trait!r}: {exc}", trait) from None
 
 
@@ -426,6 +262,7 @@ class EventDefinition:
                           for t in self.traits)
 
     def match_type(self, event_type: str) -> bool:
+        """Whether ``event_type`` matches an included pattern and no excluded one."""
         return (any(m(event_type) for m in self._included)
                 and not any(m(event_type) for m in self._excluded))
 
@@ -457,7 +294,7 @@ def parse_definitions(config: Any, source: str = "<definitions>",
 
 
 #: libyaml's safe loader where PyYAML was built with it: the pure-Python one
-#: took most of the time of loading a definitions file.
+#: would be most of the time of loading a definitions file.
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

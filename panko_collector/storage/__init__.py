@@ -15,6 +15,7 @@ from panko_collector.storage.base import (
     Pagination,
     RecordResult,
     TraitFilter,
+    expiry_cutoff,
 )
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Pagination",
     "RecordResult",
     "TraitFilter",
+    "expiry_cutoff",
     "get_connection",
 ]
 

@@ -14,6 +14,17 @@ from typing import Any, TypedDict
 from panko_collector.storage import models
 
 
+def expiry_cutoff(ttl: int) -> datetime.datetime:
+    """The time before which events are expired for a time to live of ``ttl``
+    seconds, from now (naive UTC, as ``generated``).
+
+    An expiry run computes it once and passes it to every call it makes
+    (``clear_expired_data(..., cutoff=)``), so that all its chunks delete up
+    to the same time, the one it reports.
+    """
+    return models.utcnow() - datetime.timedelta(seconds=ttl)
+
+
 class TraitFilter(TypedDict, total=False):
     """One trait condition: ``key``, ``op`` and exactly one typed value."""
 
@@ -123,9 +134,13 @@ class Connection(abc.ABC):
         """Yield every trait of ``event_type``, optionally only those named ``trait_type``."""
 
     @abc.abstractmethod
-    def clear_expired_data(self, ttl: int, max_count: int | None = None) -> int:
-        """Delete events older than ``ttl`` seconds; return how many went."""
+    def clear_expired_data(self, ttl: int, max_count: int | None = None, *,
+                           cutoff: datetime.datetime | None = None) -> int:
+        """Delete events generated strictly before ``cutoff`` (by default
+        ``expiry_cutoff(ttl)``), at most ``max_count``, oldest first; return
+        how many went."""
 
     @abc.abstractmethod
-    def count_expired(self, ttl: int) -> int:
-        """How many events are older than ``ttl`` seconds (for progress reports)."""
+    def count_expired(self, ttl: int, *, cutoff: datetime.datetime | None = None) -> int:
+        """How many events ``clear_expired_data`` with the same arguments would
+        delete now (for progress reports)."""

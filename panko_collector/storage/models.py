@@ -63,6 +63,7 @@ class Trait:
     value: Any
 
     def as_dict(self) -> dict[str, Any]:
+        """The trait as a plain dict (name, dtype, value)."""
         return {"name": self.name, "dtype": self.dtype, "value": self.value}
 
 
@@ -81,6 +82,7 @@ class Event:
     raw: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """The event as plain dicts and lists, its traits included."""
         return {
             "message_id": self.message_id,
             "event_type": self.event_type,

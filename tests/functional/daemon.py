@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.functional import broker
+from tests.functional.broker import Publisher
 
 
 def write_conf(path: Path, vhost: str, db_url: str, definitions: Path | None = None,
@@ -96,3 +97,21 @@ class Collector:
 def sleep_until(predicate: Any, timeout: float = 30) -> None:
     broker.wait_for(predicate, timeout=timeout)
     time.sleep(0)
+
+
+def start(collectors: list[Collector], conf_path: Path, workers: int = 2) -> Collector:
+    c = Collector(conf_path)
+    collectors.append(c)
+    c.wait_consuming(workers)
+    return c
+
+
+def stream(vhost: str, count: int, **kwargs: Any) -> list[dict[str, Any]]:
+    pub = Publisher(vhost)
+    notes = [broker.notification(**kwargs) for _ in range(count)]
+    try:
+        for i, n in enumerate(notes):
+            pub.publish(n, exchange="nova" if i % 3 else "cinder")
+    finally:
+        pub.close()
+    return notes

@@ -1,10 +1,13 @@
-"""Helpers shared by the storage tests: connections and events to store."""
+"""Helpers shared by the storage tests (connections and events to store) and by
+the daemon tests (what a real collector stored, read back by URL)."""
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Iterator
 from typing import Any
+
+from sqlalchemy import create_engine, func, select, text
 
 from panko_collector import storage
 from panko_collector.storage import models
@@ -44,3 +47,27 @@ def count_rows(conn: storage.Connection, table: str) -> int:
     engine = conn._engine  # type: ignore[attr-defined]
     with engine.connect() as c:
         return int(c.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
+
+
+def open_store(url: str) -> Any:
+    store = storage.get_connection(url)
+    store.upgrade()
+    return store
+
+
+def count_events(url: str) -> int:
+    engine = create_engine(storage.get_connection(url).dress_url(url))
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(text("event"))).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def stored_ids(url: str) -> list[str]:
+    engine = create_engine(storage.get_connection(url).dress_url(url))
+    try:
+        with engine.connect() as conn:
+            return [r[0] for r in conn.execute(text("SELECT message_id FROM event"))]
+    finally:
+        engine.dispose()

@@ -18,7 +18,7 @@ from panko_collector.broker import read_ahead
 from tests.conftest import RABBIT_HOST, missing
 from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for
-from tests.functional.test_consumer import start, stored_ids
+from tests.functional.in_process import start, stored_ids
 from tests.functional.tls import PKI, TLSProxy, make_pki
 
 pytestmark = pytest.mark.timeout(120)

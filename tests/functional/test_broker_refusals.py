@@ -22,7 +22,7 @@ from tests.conftest import RABBIT_HOST, unique_name
 from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for
 from tests.functional.daemon import Collector, write_conf
-from tests.functional.test_consumer import Running, SimpleConverter, make_conf, stored_ids
+from tests.functional.in_process import Running, SimpleConverter, make_conf, stored_ids
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -347,7 +347,7 @@ def test_every_notification_ceilometer_converts_gives_the_same_event(
     cases = _corpus_cases(corpus_dir)
     if definitions == "own":
         # Keystone and heat have no corpus sample; the hand-written ones too.
-        from tests.functional.test_own_definitions import UNSAMPLED
+        from tests.corpus import UNSAMPLED
 
         cases += [(f"unsampled {n['event_type']}", n) for n, _ in UNSAMPLED]
     counts, mismatches = _compare(ceilometer_python, definitions_file, options, cases)

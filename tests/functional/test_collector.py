@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
 
 from panko_collector import service, storage
 from panko_collector.conversion import decoder
@@ -23,8 +22,9 @@ from panko_collector.storage import EventFilter
 from tests import corpus
 from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for
-from tests.functional.daemon import Collector, write_conf
+from tests.functional.daemon import Collector, start, stream, write_conf
 from tests.functional.proxy import TCPProxy
+from tests.functional.storage_helpers import count_events, open_store, stored_ids
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -44,54 +44,12 @@ def exchange_for(event_type: str) -> str:
     return EXCHANGES.get(event_type.split(".")[0], "openstack")
 
 
-def open_store(url: str) -> Any:
-    store = storage.get_connection(url)
-    store.upgrade()
-    return store
-
-
-def count_events(url: str) -> int:
-    engine = create_engine(storage.get_connection(url).dress_url(url))
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(text("event"))).scalar_one())
-    finally:
-        engine.dispose()
-
-
-def stored_ids(url: str) -> list[str]:
-    engine = create_engine(storage.get_connection(url).dress_url(url))
-    try:
-        with engine.connect() as conn:
-            return [r[0] for r in conn.execute(text("SELECT message_id FROM event"))]
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'events.sqlite'}"
     else:
         yield request.getfixturevalue("pg_url")
-
-
-def start(collectors: list[Collector], conf_path: Path, workers: int = 2) -> Collector:
-    c = Collector(conf_path)
-    collectors.append(c)
-    c.wait_consuming(workers)
-    return c
-
-
-def stream(vhost: str, count: int, **kwargs: Any) -> list[dict[str, Any]]:
-    pub = Publisher(vhost)
-    notes = [broker.notification(**kwargs) for _ in range(count)]
-    try:
-        for i, n in enumerate(notes):
-            pub.publish(n, exchange="nova" if i % 3 else "cinder")
-    finally:
-        pub.close()
-    return notes
 
 
 def test_corpus_end_to_end(tmp_path: Path, vhost: str, url: str,

@@ -325,7 +325,7 @@ def test_a_burst_of_refused_events_is_dead_lettered_while_deliveries_keep_coming
     the next deliveries, bad bodies among them, arrive: all are accounted for."""
     from panko_collector.ingest.consumer import Consumer
     from panko_collector.storage import models
-    from tests.functional.test_consumer import Running, SimpleConverter, make_conf
+    from tests.functional.in_process import Running, SimpleConverter, make_conf
 
     class Refusing(SimpleConverter):
         def convert(self, n: Any, received: Any = None) -> models.Event | None:

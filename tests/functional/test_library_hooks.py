@@ -16,7 +16,7 @@ from panko_collector.storage import EventFilter
 from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for
 from tests.functional.daemon import Collector, write_conf
-from tests.functional.test_consumer import Running, SimpleConverter, make_conf
+from tests.functional.in_process import Running, SimpleConverter, make_conf
 
 pytestmark = pytest.mark.timeout(120)
 

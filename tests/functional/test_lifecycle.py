@@ -12,8 +12,8 @@ import pytest
 
 from tests.functional import broker
 from tests.functional.broker import wait_for
-from tests.functional.daemon import Collector, write_conf
-from tests.functional.test_collector import count_events, open_store, start, stream
+from tests.functional.daemon import Collector, start, stream, write_conf
+from tests.functional.storage_helpers import count_events, open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for
 from tests.functional.daemon import Collector, write_conf
-from tests.functional.test_collector import count_events, open_store
+from tests.functional.storage_helpers import count_events, open_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for
 from tests.functional.daemon import Collector, write_conf
-from tests.functional.test_collector import count_events, open_store
+from tests.functional.storage_helpers import count_events, open_store
 from tests.monitoring import dashboard_expressions, metric_names, rule_expressions
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

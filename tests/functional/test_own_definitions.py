@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.corpus import UNSAMPLED
 
 OWN_DEFINITIONS = REPO / "etc" / "panko-collector" / "event_definitions.yaml"
 
@@ -161,58 +162,6 @@ def test_key_families_get_their_specific_traits(events: list[tuple[str, Any]]) -
     assert checked > 300
     report = "\n".join(f"{k}: {', '.join(sorted(v))}" for k, v in sorted(problems.items()))
     assert not problems, f"{len(problems)} events lack expected traits:\n{report}"
-
-
-#: Services the corpus has no sample of, written from their documented
-#: payloads: keystone's CADF notifications and heat's stack notifications.
-UNSAMPLED = [
-    ({"event_type": "identity.project.created", "priority": "INFO",
-      "publisher_id": "identity.host1", "message_id": "b6a1c8cc-4f4a-4b1e-9d2b-0b1f6f4e9a01",
-      "timestamp": "2013-08-29 19:03:45.960280",
-      "payload": {"typeURI": "http://schemas.dmtf.org/cloud/audit/1.0/event",
-                  "id": "openstack:f5352d7b-bee6-4c22-8213-450e7b646e9f",
-                  "eventType": "activity", "eventTime": "2013-08-29T19:36:02.120000+0000",
-                  "action": "created.project", "outcome": "success",
-                  "initiator": {"typeURI": "service/security/account/user",
-                                "id": "c9f76d3c31e142af9291de2935bde98a",
-                                "project_id": "3d4a50a92b59438bbf19c231f9c7625a",
-                                "host": {"agent": "curl/7.22.0", "address": "127.0.0.1"}},
-                  "target": {"typeURI": "data/security/project",
-                             "id": "openstack:1c2fc591-facb-4479-a327-520dade1ea15"},
-                  "observer": {"typeURI": "service/security",
-                               "id": "openstack:3d4a50a9-2b59-438b-bf19-c231f9c7625a"},
-                  "resource_info": "671da331c47d4e29bb6ea1d270154ec3"}},
-     {"resource_id": "671da331c47d4e29bb6ea1d270154ec3", "action": "created.project",
-      "outcome": "success", "initiator_id": "c9f76d3c31e142af9291de2935bde98a",
-      "project_id": "3d4a50a92b59438bbf19c231f9c7625a",
-      "eventTime": datetime.datetime(2013, 8, 29, 19, 36, 2, 120000)}),
-    ({"event_type": "identity.role_assignment.created", "priority": "INFO",
-      "publisher_id": "identity.host1", "message_id": "f1f0e1a2-7f63-4c5e-a8a8-8f6b0f8a8a02",
-      "timestamp": "2013-08-29 19:03:45.960280",
-      "payload": {"typeURI": "http://schemas.dmtf.org/cloud/audit/1.0/event",
-                  "eventType": "activity", "action": "created.role_assignment",
-                  "outcome": "success", "role": "0e6b990380154a2599ce6b6e91548a68",
-                  "project": "24bdcff1aab8474895dbaac509793de1",
-                  "user": "02c06a8a6c4a4e7c8bbf2b4f1c0a8b90",
-                  "inherited_to_projects": False,
-                  "initiator": {"id": "c9f76d3c31e142af9291de2935bde98a"}}},
-     {"resource_id": "02c06a8a6c4a4e7c8bbf2b4f1c0a8b90",
-      "role": "0e6b990380154a2599ce6b6e91548a68",
-      "project": "24bdcff1aab8474895dbaac509793de1", "user": "02c06a8a6c4a4e7c8bbf2b4f1c0a8b90"}),
-    ({"event_type": "orchestration.stack.create.end", "priority": "INFO",
-      "publisher_id": "orchestration.host1", "message_id": "2c4e8f0a-5f0b-4a8e-9f41-7b3e9a6c1d03",
-      "timestamp": "2016-01-01 00:00:05.000001", "_context_user_id": "5a8b2c0d9e7f4a1b",
-      "payload": {"stack_identity": "0f3a8b2c-4d5e-4f60-8a7b-9c0d1e2f3a4b",
-                  "stack_name": "web", "state": "CREATE_COMPLETE",
-                  "state_reason": "Stack CREATE completed successfully",
-                  "tenant_id": "24bdcff1aab8474895dbaac509793de1", "user_id": "demo",
-                  "user_identity": "5a8b2c0d9e7f4a1b", "username": "demo",
-                  "create_at": "2016-01-01T00:00:00Z", "updated_at": None, "tags": None}},
-     {"resource_id": "0f3a8b2c-4d5e-4f60-8a7b-9c0d1e2f3a4b", "name": "web",
-      "state": "CREATE_COMPLETE", "project_id": "24bdcff1aab8474895dbaac509793de1",
-      "user_id": "5a8b2c0d9e7f4a1b", "user_name": "demo",
-      "created_at": datetime.datetime(2016, 1, 1, 0, 0)}),
-]
 
 
 @pytest.mark.parametrize(("notification", "expected"), UNSAMPLED,

@@ -30,7 +30,7 @@ from panko_collector.broker import replay as replay_module
 from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for
 from tests.functional.daemon import Collector, write_conf
-from tests.functional.test_collector import open_store, stored_ids
+from tests.functional.storage_helpers import open_store, stored_ids
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from panko_collector import storage
-from panko_collector.storage import sql_errors
+from panko_collector.storage.sqlalchemy import errors as sql_errors
 from tests.functional.storage_helpers import T, event, ids, open_storage
 
 MEANINGLESS = "Fehler: etwas ist schiefgegangen"

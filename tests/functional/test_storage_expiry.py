@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from panko_collector import service, storage
+from panko_collector.storage import models
 from tests.functional.storage_helpers import T, count_rows, event, ids, open_storage
 
 TTL = 3600
@@ -86,6 +87,71 @@ def test_works_in_chunks_of_their_own_transaction(db_url: str, max_count: int | 
         chunks = -(-deleted // 3)
         assert chunks <= len(commits) <= chunks + 2
         assert len(ids(conn.get_events(storage.EventFilter()))) == 11 - deleted
+    finally:
+        conn.dispose()
+
+
+class Clock:
+    """A ``models.utcnow`` that moves ``step`` forward at every reading."""
+
+    def __init__(self, start: datetime.datetime, step: datetime.timedelta) -> None:
+        self.now, self.step, self.readings = start, step, 0
+
+    def __call__(self) -> datetime.datetime:
+        now = self.now
+        self.now += self.step
+        self.readings += 1
+        return now
+
+
+def _expiring_meanwhile(conn: storage.Connection, start: datetime.datetime) -> None:
+    """7 events expired at ``start``, and 3 that expire within the next minutes."""
+    assert conn.record_events(
+        [event(f"old-{i}", generated=start - datetime.timedelta(seconds=TTL + 60 + i))
+         for i in range(7)]
+        + [event(f"later-{i}", generated=start - datetime.timedelta(seconds=TTL - 60 - i))
+           for i in range(3)]).stored == 10
+
+
+def test_a_run_in_chunks_deletes_up_to_the_cutoff_it_started_with(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The expirer takes one cutoff per run and passes it to every chunk: an
+    event that expires while the run goes on waits for the next run, and the
+    cutoff the run reports is the one applied."""
+    start = datetime.datetime(2026, 6, 1, 12)
+    clock = Clock(start, datetime.timedelta(minutes=5))
+    monkeypatch.setattr(models, "utcnow", clock)
+    for conn in open_storage(db_url):
+        _expiring_meanwhile(conn, start)
+        cutoff = storage.expiry_cutoff(TTL)
+        assert cutoff == start - datetime.timedelta(seconds=TTL)
+        assert conn.count_expired(TTL, cutoff=cutoff) == 7
+        chunks = [conn.clear_expired_data(TTL, max_count=3, cutoff=cutoff)]
+        while chunks[-1] == 3:
+            chunks.append(conn.clear_expired_data(TTL, max_count=3, cutoff=cutoff))
+        assert chunks == [3, 3, 1]
+        assert clock.readings == 1  # the chunks never looked at the clock
+        assert sorted(ids(conn.get_events(storage.EventFilter()))) == [
+            "later-0", "later-1", "later-2"]
+        # Without a cutoff, each call takes its own from the clock, now later.
+        assert conn.count_expired(TTL) == 3
+        assert conn.clear_expired_data(TTL) == 3
+
+
+def test_one_call_reads_the_clock_once(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call that works in several chunks (of 3 here) applies one cutoff to all."""
+    start = datetime.datetime(2026, 6, 1, 12)
+    clock = Clock(start, datetime.timedelta(minutes=5))
+    monkeypatch.setattr(models, "utcnow", clock)
+    conf = service.prepare_service([], config_files=[])
+    conf.set_override("events_delete_batch_size", 3, group="database")
+    conn = storage.get_connection(db_url, conf)
+    conn.upgrade()
+    try:
+        _expiring_meanwhile(conn, start)
+        assert conn.clear_expired_data(TTL) == 7
+        assert clock.readings == 1
     finally:
         conn.dispose()
 

@@ -134,9 +134,9 @@ def test_trait_filters_resolved_to_ids_or_row_by_row(
 ) -> None:
     """PostgreSQL turns the trait filters matching at most ``cap`` events into
     their ids first: with any cap, alone or mixed, the answers are the same."""
-    from panko_collector.storage import impl_sqlalchemy
+    from panko_collector.storage.sqlalchemy import read
 
-    monkeypatch.setattr(impl_sqlalchemy, "_PREFETCH_MAX", cap)
+    monkeypatch.setattr(read, "PREFETCH_MAX", cap)
     conn = storage.get_connection(pg_url)
     conn.upgrade()
     evs = dataset()

@@ -20,7 +20,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from panko_collector import errors, package_data, storage
-from panko_collector.storage import impl_sqlalchemy, sql_models
+from panko_collector.storage import impl_sqlalchemy
+from panko_collector.storage.sqlalchemy import tables as sql_models
 from tests.conftest import REPO
 from tests.functional.storage_helpers import BASE, T, event, ids, open_storage
 

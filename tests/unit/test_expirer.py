@@ -6,6 +6,7 @@ real databases in tests/functional/test_storage_expiry.py and test_expirer.py.
 
 from __future__ import annotations
 
+import datetime
 import io
 import logging
 import threading
@@ -15,8 +16,9 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from panko_collector import errors, expirer, service
+from panko_collector import errors, expirer, expirer_service, service
 from panko_collector.cmd.expirer import ProgressBar
+from panko_collector.storage import models
 
 
 class ChunkedStore:
@@ -25,9 +27,12 @@ class ChunkedStore:
     def __init__(self, expired: int) -> None:
         self.expired = expired
         self.calls: list[int | None] = []
+        self.cutoffs: list[datetime.datetime | None] = []
 
-    def clear_expired_data(self, ttl: int, max_count: int | None = None) -> int:
+    def clear_expired_data(self, ttl: int, max_count: int | None = None, *,
+                           cutoff: datetime.datetime | None = None) -> int:
         self.calls.append(max_count)
+        self.cutoffs.append(cutoff)
         n = self.expired if max_count is None else min(self.expired, max_count)
         self.expired -= n
         return n
@@ -48,6 +53,19 @@ def test_exact_multiple_needs_one_empty_chunk_to_know_it_is_done() -> None:
     store = ChunkedStore(20)
     assert run(store).deleted == 20
     assert store.calls == [10, 10, 10]
+
+
+def test_every_chunk_deletes_up_to_the_cutoff_the_run_reports(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A clock that moves a minute per reading: a cutoff read per chunk would differ.
+    start = datetime.datetime(2026, 1, 1)
+    ticks = iter(range(1000))
+    monkeypatch.setattr(models, "utcnow",
+                        lambda: start + datetime.timedelta(minutes=next(ticks)))
+    store = ChunkedStore(25)
+    result = run(store)
+    assert store.cutoffs == [result.cutoff] * 3
+    assert result.cutoff == start - datetime.timedelta(seconds=3600)
 
 
 def test_nothing_to_do() -> None:
@@ -91,11 +109,12 @@ class FlakyStore(ChunkedStore):
         super().__init__(expired)
         self.outages = outages
 
-    def clear_expired_data(self, ttl: int, max_count: int | None = None) -> int:
+    def clear_expired_data(self, ttl: int, max_count: int | None = None, *,
+                           cutoff: datetime.datetime | None = None) -> int:
         if self.outages:
             self.outages -= 1
             raise errors.StorageUnavailable("connection refused")
-        return super().clear_expired_data(ttl, max_count)
+        return super().clear_expired_data(ttl, max_count, cutoff=cutoff)
 
 
 def service_conf(ttl: int) -> cfg.ConfigOpts:
@@ -112,8 +131,8 @@ def test_service_survives_an_outage_and_tries_again(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     store = FlakyStore(expired=25, outages=1)
-    monkeypatch.setattr(expirer.storage, "get_connection", lambda url, conf: store)
-    svc = expirer.ExpirerService(0, service_conf(3600))
+    monkeypatch.setattr(expirer_service.storage, "get_connection", lambda url, conf: store)
+    svc = expirer_service.ExpirerService(0, service_conf(3600))
     thread = threading.Thread(target=svc.run)
     thread.start()
     deadline = time.monotonic() + 10
@@ -134,8 +153,8 @@ def test_service_with_ttl_off_does_nothing(
         raise AssertionError("no connection wanted")
 
     caplog.set_level(logging.INFO)
-    monkeypatch.setattr(expirer.storage, "get_connection", no_storage)
-    svc = expirer.ExpirerService(0, service_conf(-1))
+    monkeypatch.setattr(expirer_service.storage, "get_connection", no_storage)
+    svc = expirer_service.ExpirerService(0, service_conf(-1))
     svc.run()  # returns at once
     svc.terminate()
     assert [r.getMessage() for r in caplog.records if "off" in r.getMessage()]

@@ -1,4 +1,4 @@
-"""The pure parts of the SQL backend: URLs, timestamp encoding, event preparation."""
+"""The pure parts of the SQL backend: URLs, timestamps, event preparation, query building."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from panko_collector import errors, storage
-from panko_collector.storage import impl_sqlalchemy, models, sql_models
-from panko_collector.storage.impl_sqlalchemy import Connection, _BadEvent, prepare_event
+from panko_collector.storage import impl_sqlalchemy, models
+from panko_collector.storage.impl_sqlalchemy import Connection
+from panko_collector.storage.sqlalchemy import filters, prepare
+from panko_collector.storage.sqlalchemy import tables as sql_models
+from panko_collector.storage.sqlalchemy.prepare import BadEvent, prepare_event
 
 T = models.Trait
 
@@ -81,7 +84,7 @@ def test_prepare_refuses_what_no_database_would_take(event: models.Event,
     if reason is None:
         prepare_event(event)
         return
-    with pytest.raises(_BadEvent, match=reason):
+    with pytest.raises(BadEvent, match=reason):
         prepare_event(event)
 
 
@@ -91,7 +94,7 @@ def test_64_bit_limits_are_accepted() -> None:
 
 
 def test_sort_keys() -> None:
-    sk = impl_sqlalchemy._sort_keys
+    sk = filters.sort_keys
     assert sk(None) == [("generated", "asc"), ("message_id", "asc")]
     assert sk([("generated", "desc")]) == [("generated", "desc"), ("message_id", "desc")]
     assert sk([("message_id", "ASC")]) == [("message_id", "asc")]
@@ -120,3 +123,114 @@ def test_sqlite_errors_are_told_apart() -> None:
     assert conn._kind(sa_exc.IntegrityError("INSERT", {}, sqlite3.IntegrityError("x"))) == "data"
     assert conn._kind(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates")) == "data"
     assert conn._kind(RuntimeError("bug")) == "other"
+
+
+@pytest.mark.parametrize(("trait", "stored"), [
+    (T("t", T.TEXT_TYPE, "x" * 300), (T.TEXT_TYPE, "x" * 255)),
+    (T("t", T.NONE_TYPE, 12), (T.TEXT_TYPE, "12")),
+    (T("t", T.NONE_TYPE, None), (T.TEXT_TYPE, None)),
+    (T("i", T.INT_TYPE, None), (T.INT_TYPE, None)),
+    (T("i", T.INT_TYPE, models.INT_MAX), (T.INT_TYPE, models.INT_MAX)),
+    (T("f", T.FLOAT_TYPE, 2), (T.FLOAT_TYPE, 2.0)),
+    (T("d", T.DATETIME_TYPE, datetime.datetime(2024, 3, 1, 13, tzinfo=datetime.timezone(
+        datetime.timedelta(hours=1)))), (T.DATETIME_TYPE, datetime.datetime(2024, 3, 1, 12))),
+])
+def test_trait_values_go_to_their_table_converted(trait: models.Trait,
+                                                  stored: tuple[int, object]) -> None:
+    result = prepare.trait_value(trait)
+    assert result == stored
+    assert type(result[1]) is type(stored[1])
+
+
+@pytest.mark.parametrize(("trait", "reason"), [
+    (T("i", T.INT_TYPE, 1.0), "not an integer"),
+    (T("i", T.INT_TYPE, models.INT_MIN - 1), "64-bit"),
+    (T("f", T.FLOAT_TYPE, True), "not a number"),
+    (T("f", T.FLOAT_TYPE, "1.5"), "not a number"),
+    (T("f", T.FLOAT_TYPE, float("nan")), "finite"),
+    (T("f", T.FLOAT_TYPE, float("-inf")), "finite"),
+    (T("d", T.DATETIME_TYPE, 1709294400), "not a datetime"),
+    (T("x", 5, "v"), "unknown trait type"),
+])
+def test_trait_values_no_database_would_take_are_refused(trait: models.Trait,
+                                                         reason: str) -> None:
+    with pytest.raises(BadEvent, match=reason):
+        prepare.trait_value(trait)
+
+
+def test_fix_nul() -> None:
+    r = prepare.NUL_REPLACEMENT
+    assert prepare.fix_nul("a\x00b\x00") == f"a{r}b{r}"
+    text = "clean"
+    assert prepare.fix_nul(text) is text
+
+
+def test_filters_without_nul_fix_every_text_and_leave_the_rest() -> None:
+    r = prepare.NUL_REPLACEMENT
+    when = datetime.datetime(2024, 1, 1)
+    f = storage.EventFilter(start_timestamp=when, event_type="t\x00", message_id="m\x00",
+                            admin_proj="p\x00", traits_filter=[
+                                {"key": "k\x00", "op": "eq", "string": "v\x00"},
+                                {"key": "n", "integer": 3}])
+    page = {"limit": 5, "marker": "m\x00"}
+    fixed, fixed_page = filters.without_nul(f, page)
+    assert (fixed.event_type, fixed.message_id, fixed.admin_proj) == (f"t{r}", f"m{r}", f"p{r}")
+    assert fixed.start_timestamp == when
+    assert list(fixed.traits_filter or ()) == [{"key": f"k{r}", "op": "eq", "string": f"v{r}"},
+                                               {"key": "n", "integer": 3}]
+    assert fixed_page == {"limit": 5, "marker": f"m{r}"}
+    # Only read: the caller's filter and page are unchanged.
+    assert f.event_type == "t\x00" and page["marker"] == "m\x00"
+
+
+def test_trait_filters_read_the_table_of_their_value_type() -> None:
+    assert set(filters.FILTER_TABLES) == {"string", "integer", "float", "datetime"}
+    for name, table in (("string", "trait_text"), ("integer", "trait_int"),
+                        ("float", "trait_float"), ("datetime", "trait_datetime")):
+        tf: storage.TraitFilter = {"key": "k", name: 1}  # type: ignore[misc]
+        got, conds = filters.trait_match(tf)
+        assert got.name == table
+        assert len(conds) == 2  # the key, and the value (eq by default)
+
+
+@pytest.mark.parametrize("tf", [
+    {"key": "k", "op": "like", "string": "v"},
+    {"key": "k"},
+    {"string": "v"},
+    {"key": "k", "string": "v", "integer": 1},
+])
+def test_malformed_trait_filters_are_invalid_queries(tf: dict[str, object]) -> None:
+    with pytest.raises(errors.InvalidQuery):
+        filters.trait_match(tf)  # type: ignore[arg-type]
+
+
+def test_filter_conditions_one_per_given_term() -> None:
+    assert filters.filter_conditions(storage.EventFilter()) == []
+    when = datetime.datetime(2024, 1, 1)
+    f = storage.EventFilter(start_timestamp=when, end_timestamp=when, event_type="t",
+                            message_id="m", admin_proj="p")
+    assert len(filters.filter_conditions(f)) == 5
+
+
+def _sql(clause: object) -> str:
+    from sqlalchemy.dialects import sqlite
+
+    return str(clause.compile(dialect=sqlite.dialect(),  # type: ignore[attr-defined]
+                              compile_kwargs={"literal_binds": True}))
+
+
+def test_keyset_condition_follows_each_sort_direction() -> None:
+    marker = {"generated": datetime.datetime(2024, 1, 1), "message_id": "m"}
+    asc = _sql(filters.after(filters.sort_keys(None), marker))
+    assert asc == ("event.generated > '2024-01-01 00:00:00.000000' OR "
+                   "event.generated = '2024-01-01 00:00:00.000000' AND event.message_id > 'm'")
+    desc = _sql(filters.after(filters.sort_keys([("message_id", "desc")]), marker))
+    assert desc == "event.message_id < 'm'"
+    assert [_sql(c) for c in filters.order_by([("generated", "desc"), ("message_id", "asc")])
+            ] == ["event.generated DESC", "event.message_id ASC"]
+
+
+def test_expiry_cutoff_is_ttl_before_the_models_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = datetime.datetime(2026, 6, 1, 12)
+    monkeypatch.setattr(models, "utcnow", lambda: now)
+    assert storage.expiry_cutoff(3600) == datetime.datetime(2026, 6, 1, 11)

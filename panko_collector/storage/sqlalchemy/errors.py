@@ -1,4 +1,12 @@
-"""What a database error means, read from the code the server or driver gives it.
+"""What a database error means, and its translation into ours.
+
+``kind()`` sorts any exception met while talking to the database into an
+outage (``unavailable``: try again later), a row's fault (``data``) or
+neither (``other``); ``translated()`` turns library errors into
+``StorageUnavailable`` or ``StorageError`` accordingly, so that nothing
+above the storage package sees SQLAlchemy's or a driver's exceptions.
+
+The kind is read from the code the server or driver gives the error.
 
 The words of an error message are never looked at: PostgreSQL translates
 them into the language of its ``lc_messages``, and drivers reword them
@@ -11,14 +19,21 @@ between releases. Each backend gives every error a code instead:
 - SQLite: the extended result code (``sqlite3.Error.sqlite_errorcode``,
   Python 3.11 and newer), whose low byte is the primary code.
 
-A code these tables do not name is left to the caller, which then goes by
+A code these tables do not name is left to ``kind()``, which then goes by
 the DB-API exception class.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from typing import Literal
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Dialect
+
+from panko_collector import errors
 
 #: 'unavailable': try again later; 'data': this row's fault; 'other': neither.
 Kind = Literal["unavailable", "data", "other"]
@@ -113,3 +128,50 @@ def is_foreign_key_violation(error: BaseException) -> bool:
     if sqlstate(orig) == _PG_FOREIGN_KEY:
         return True
     return not isinstance(orig, sqlite3.Error) and mysql_errno(orig) in _MYSQL_FOREIGN_KEY
+
+
+def kind(exc: BaseException, dialect: Dialect) -> Kind:
+    """Classify an exception raised on ``dialect``: by its code where it has
+    one (``classify``), else by its DB-API or Python class."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return "unavailable"
+    if isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError):
+        return "unavailable"
+    orig: BaseException = exc
+    if isinstance(exc, sa_exc.StatementError) and exc.orig is not None:
+        orig = exc.orig
+    dbapi = dialect.loaded_dbapi
+    if isinstance(orig, dbapi.Error):
+        by_code = classify(orig, dialect.name)
+        if by_code is not None:
+            return by_code
+    if isinstance(orig, dbapi.OperationalError | dbapi.InterfaceError):
+        return "unavailable"
+    if isinstance(orig, dbapi.DataError | dbapi.IntegrityError):
+        return "data"
+    if isinstance(orig, ValueError | TypeError | OverflowError | UnicodeError):
+        return "data"  # refused by the driver while binding this row's values
+    if isinstance(orig, ConnectionError | TimeoutError):
+        return "unavailable"
+    return "other"
+
+
+@contextlib.contextmanager
+def translated(dialect: Dialect) -> Iterator[None]:
+    """Turn library errors raised inside into ours: an outage becomes
+    ``StorageUnavailable``, any other database error ``StorageError``.
+
+    Our own errors, and exceptions that come from neither the database nor
+    its driver (a bug), pass through unchanged.
+    """
+    try:
+        yield
+    except errors.PankoCollectorError:
+        raise
+    except Exception as exc:
+        if not isinstance(exc, sa_exc.SQLAlchemyError | dialect.loaded_dbapi.Error
+                          | ConnectionError | TimeoutError | ValueError):
+            raise
+        if kind(exc, dialect) == "unavailable":
+            raise errors.StorageUnavailable(f"database unavailable: {exc}") from exc
+        raise errors.StorageError(f"database error: {exc}") from exc

@@ -1,4 +1,4 @@
-"""Panko's event tables as SQLAlchemy models.
+"""Panko's event tables as SQLAlchemy models, and handles on them for the queries.
 
 Names, types, keys and indexes are Panko's, so that a database Panko
 created can be taken over in place and Panko's users and tools keep reading
@@ -8,9 +8,9 @@ it. Two departures:
   pc0003), without which every trait filter scans the whole table;
   event_id in it lets PostgreSQL answer from the index alone;
 - no foreign key from the trait tables to ``event`` (revision pc0004):
-  checking it took half of PostgreSQL's work per stored event, and the
-  storage code writes and deletes an event's traits with the event, in
-  one transaction.
+  checking it costs an index lookup per stored trait, and it would catch
+  nothing, since the storage code writes and deletes an event's traits with
+  the event, in one transaction.
 
 Two column types carry Panko's storage conventions:
 
@@ -38,12 +38,18 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from panko_collector.storage import models
+from panko_collector.storage.models import TEXT_LIMIT, to_naive_utc
+
+#: Longest message id the schema holds (Panko's VARCHAR(50)); longer ones are refused.
+MESSAGE_ID_LIMIT = 50
 EPOCH = datetime.datetime(1970, 1, 1)
 MYSQL_DIALECTS = ("mysql", "mariadb")
 
@@ -51,13 +57,6 @@ MYSQL_DIALECTS = ("mysql", "mariadb")
 #: and the schema reads back as it was declared.
 DOUBLE_PRECISION = Float(53).with_variant(mysql.DOUBLE(asdecimal=False), *MYSQL_DIALECTS)
 _ONE_MICROSECOND = datetime.timedelta(microseconds=1)
-
-
-def to_naive_utc(value: datetime.datetime) -> datetime.datetime:
-    """Return ``value`` as naive UTC (aware values are converted, naive kept)."""
-    if value.tzinfo is not None:
-        value = value.astimezone(datetime.UTC).replace(tzinfo=None)
-    return value
 
 
 def dt_to_decimal(value: datetime.datetime) -> decimal.Decimal:
@@ -81,11 +80,13 @@ class PreciseTimestamp(TypeDecorator[datetime.datetime]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """The column type on ``dialect``: DECIMAL(20,6) on MySQL, else DATETIME."""
         if dialect.name in MYSQL_DIALECTS:
             return dialect.type_descriptor(mysql.DECIMAL(precision=20, scale=6, asdecimal=True))
         return dialect.type_descriptor(DateTime())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        """A datetime as ``dialect`` stores it (naive UTC, or decimal seconds)."""
         if value is None:
             return None
         if dialect.name in MYSQL_DIALECTS:
@@ -93,6 +94,7 @@ class PreciseTimestamp(TypeDecorator[datetime.datetime]):
         return to_naive_utc(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime.datetime | None:
+        """A stored value back as a naive UTC datetime."""
         if value is None:
             return None
         if dialect.name in MYSQL_DIALECTS:
@@ -117,7 +119,7 @@ class EventType(Base):
     __table_args__ = (_MYSQL_TABLE_ARGS,)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    desc: Mapped[str | None] = mapped_column(String(255), unique=True)
+    desc: Mapped[str | None] = mapped_column(String(TEXT_LIMIT), unique=True)
 
 
 class Event(Base):
@@ -132,7 +134,7 @@ class Event(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    message_id: Mapped[str | None] = mapped_column(String(50), unique=True)
+    message_id: Mapped[str | None] = mapped_column(String(MESSAGE_ID_LIMIT), unique=True)
     generated: Mapped[datetime.datetime | None] = mapped_column(PreciseTimestamp())
     event_type_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("event_type.id"))
     raw: Mapped[str | None] = mapped_column(Text)
@@ -149,8 +151,8 @@ class TraitText(Base):
     )
 
     event_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    value: Mapped[str | None] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(TEXT_LIMIT), primary_key=True)
+    value: Mapped[str | None] = mapped_column(String(TEXT_LIMIT))
 
 
 class TraitInt(Base):
@@ -164,7 +166,7 @@ class TraitInt(Base):
     )
 
     event_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(TEXT_LIMIT), primary_key=True)
     value: Mapped[int | None] = mapped_column(BigInteger)
 
 
@@ -179,7 +181,7 @@ class TraitFloat(Base):
     )
 
     event_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(TEXT_LIMIT), primary_key=True)
     value: Mapped[float | None] = mapped_column(DOUBLE_PRECISION)
 
 
@@ -194,15 +196,24 @@ class TraitDatetime(Base):
     )
 
     event_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(TEXT_LIMIT), primary_key=True)
     value: Mapped[datetime.datetime | None] = mapped_column(PreciseTimestamp())
 
 
-#: Trait tables by the trait type constants of ``models.Trait`` (NONE is stored as text).
-TRAIT_TABLES = {
-    0: TraitText.__table__,
-    1: TraitText.__table__,
-    2: TraitInt.__table__,
-    3: TraitFloat.__table__,
-    4: TraitDatetime.__table__,
+EVENT_TYPE = Base.metadata.tables["event_type"]
+EVENT = Base.metadata.tables["event"]
+TRAIT_TEXT = Base.metadata.tables["trait_text"]
+TRAIT_INT = Base.metadata.tables["trait_int"]
+TRAIT_FLOAT = Base.metadata.tables["trait_float"]
+TRAIT_DATETIME = Base.metadata.tables["trait_datetime"]
+
+#: The table of each trait type that has one, by ``models.Trait`` type code;
+#: NONE-typed traits are stored as text.
+STORED_TRAIT_TABLES: dict[int, Table] = {
+    models.Trait.TEXT_TYPE: TRAIT_TEXT,
+    models.Trait.INT_TYPE: TRAIT_INT,
+    models.Trait.FLOAT_TYPE: TRAIT_FLOAT,
+    models.Trait.DATETIME_TYPE: TRAIT_DATETIME,
 }
+#: The table of every trait type code, NONE included.
+TRAIT_TABLES: dict[int, Table] = {models.Trait.NONE_TYPE: TRAIT_TEXT, **STORED_TRAIT_TABLES}
