@@ -12,7 +12,7 @@ from panko_collector import storage
 from panko_collector.broker.session import DEAD_LETTER_CONNECTION
 from tests.functional import broker
 from tests.functional.broker import Publisher, wait_for
-from tests.functional.test_consumer import make_conf, start, stored_ids
+from tests.functional.in_process import make_conf, start, stored_ids
 
 pytestmark = pytest.mark.timeout(120)
 
