@@ -41,7 +41,6 @@ Failures:
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import threading
@@ -61,7 +60,7 @@ from panko_collector.ingest.handling import Converter, Decode, Delivery
 from panko_collector.ingest.refused import RefusedDeadLetters
 from panko_collector.ingest.settings import Settings
 from panko_collector.ingest.stats import Stats, Summary
-from panko_collector.ingest.windows import floor_window, share_windows, worth_rebalancing
+from panko_collector.ingest.windows import Windows, worth_rebalancing
 from panko_collector.ingest.writer import Abandon, Backoff, Write, Writer, settle
 from panko_collector.metrics import DISABLED, Metrics
 from panko_collector.storage import Connection, models
@@ -129,15 +128,9 @@ class Consumer:
         #: "budget" (too many messages of cancelled consumers still unacked
         #: to give every queue a window), "stop"; None while consuming.
         self._paused: str | None = None
-        self._serial = 0
         self._last_heartbeat = 0.0
-        #: (queue name, window) of each running consumer, by its tag prefix.
-        self._windows: dict[str, tuple[str, int]] = {}
-        #: Messages of the current batch per consumer (tag prefix), to see a window fill.
-        self._in_batch: collections.Counter[str] = collections.Counter()
-        #: Recent messages batched per queue name, halved at each batch: what
-        #: the windows are shared by.
-        self._demand: dict[str, float] = {}
+        #: The prefetch window of each running consumer, and the traffic they follow.
+        self._windows = Windows(name)
         #: Dead letters the broker nacked: originals unacked, retried later.
         self._refused: RefusedDeadLetters[Delivery] = RefusedDeadLetters(
             Backoff(self.settings.broker_retry_interval, self.settings.broker_retry_max))
@@ -239,7 +232,7 @@ class Consumer:
         # What was refused or batched came on a channel that is gone: the
         # broker redelivers it.
         self._refused.clear()
-        self._in_batch.clear()
+        self._windows.batch_lost()
         self._paused = None
         session = Session(self.conf, self.url, self.topology, self._on_message,
                           read_ahead=self.settings.read_ahead)
@@ -273,7 +266,7 @@ class Consumer:
             # letters accepted at last.
             if self._paused == "budget":
                 self._start_consuming()
-            if self._inflight is None and (self._batch.due() or self._full_windows()):
+            if self._inflight is None and (self._batch.due() or self._windows.full()):
                 self._submit()
             if self._inflight is not None:
                 timeout = _POLL  # to ack soon after the commit
@@ -307,7 +300,7 @@ class Consumer:
 
     def _close(self) -> None:
         session, self._session = self._session, None
-        self._windows = {}
+        self._windows.stopped()
         if session is not None:
             session.close()
 
@@ -336,16 +329,9 @@ class Consumer:
         if held and budget < len(queues):
             self._paused = self._paused or "budget"
             return False
-        windows = share_windows(budget, self._demand_now(), self._floor())
+        windows = self._windows.plan(budget, queues, self.settings.prefetch_count)
         for queue in queues:
-            self._serial += 1
-            # kombu names the consumer tag prefix + a counter: the prefix
-            # tells which consumer (and window) a delivery came from.
-            prefix = f"{self.name}/{self._serial}/"
-            # Known before the consumer starts: its first deliveries may
-            # come while the next one starts.
-            self._windows[prefix] = (queue, windows[queue])
-            session.consume(queue, windows[queue], prefix)
+            session.consume(queue, windows[queue], self._windows.start(queue, windows[queue]))
         self._paused = None
         return True
 
@@ -357,30 +343,16 @@ class Consumer:
         started later gets its whole window however much is unacked): it
         still counts in the worker's bound, see :meth:`_start_consuming`.
         """
-        if self._windows and self._paused is None:
+        if self._windows.running and self._paused is None:
             assert self._session is not None
             self._session.cancel()
-            self._windows = {}
+            self._windows.stopped()
             self._paused = why
 
     def _unacked(self) -> int:
         """Messages this worker holds unacked: batched, being written, refused dead letters."""
         inflight = len(self._inflight.items) if self._inflight is not None else 0
         return len(self._batch) + inflight + len(self._refused)
-
-    def _full_windows(self) -> frozenset[str]:
-        """The queues that sent half their window into the batch.
-
-        With prefetch_count shared between several queues, a queue's window
-        can be far below twice batch_size. Written once half its window is
-        in, the batch is committed while the other half fills, as the
-        default prefetch of twice batch_size does for one queue: written
-        only when the window is full, the queue gets nothing during the
-        commit, and after it the writer waits for the batch to fill again.
-        Neither waits for batch_timeout.
-        """
-        return frozenset(q for key, (q, window) in self._windows.items()
-                         if self._in_batch[key] >= (window + 1) // 2)
 
     def _rebalancing(self, write: Write[Delivery]) -> dict[str, int] | None:
         """Before ``write`` is acked: cancel the consumers if their windows should change.
@@ -404,22 +376,15 @@ class Consumer:
         if (not write.starved or self._paused is not None or self._stop.is_set()
                 or not self._writer.current(write)):
             return None
-        current = {q: w for q, w in self._windows.values()}
+        assert self._session is not None
+        current = self._windows.current()
         # ``write`` is out of _unacked() already: its messages are about to be acked.
-        planned = share_windows(self.settings.prefetch_count - self._unacked(),
-                                self._demand_now(), self._floor())
+        planned = self._windows.plan(self.settings.prefetch_count - self._unacked(),
+                                     self._session.queues, self.settings.prefetch_count)
         if not worth_rebalancing(current, planned, write.starved):
             return None
         self._cancel("budget")
         return current
-
-    def _demand_now(self) -> dict[str, float]:
-        queues = self._session.queues if self._session is not None else []
-        return {q: self._demand.get(q, 0.0) for q in queues}
-
-    def _floor(self) -> int:
-        queues = self._session.queues if self._session is not None else []
-        return floor_window(self.settings.prefetch_count, len(queues))
 
     # -- per message ------------------------------------------------------------------
 
@@ -441,12 +406,7 @@ class Consumer:
             max_bytes=settings.max_message_bytes)
         if type(outcome) is handling.Store:
             self._batch.add((outcome.event, message))
-            key = _consumer_key(info)
-            self._in_batch[key] += 1
-            window = self._windows.get(key)
-            if window is not None:
-                queue = window[0]
-                self._demand[queue] = self._demand.get(queue, 0.0) + 1
+            self._windows.delivered(str((info or {}).get("consumer_tag", "")))
         elif type(outcome) is handling.DeadLetter:
             if outcome.reason == "convert-failed":
                 LOG.warning("%s: conversion of %s failed: %s", self.name,
@@ -528,11 +488,9 @@ class Consumer:
 
     def _submit(self) -> None:
         """Hand the batch to the writer thread; its messages stay unacked."""
-        starved = self._full_windows()
+        starved = self._windows.full()
         items = self._batch.take()
-        self._in_batch.clear()
-        # Halved at each batch: the windows follow the last few batches' mix.
-        self._demand = {q: d / 2 for q, d in self._demand.items()}
+        self._windows.batch_taken()
         self._inflight = self._writer.submit(items, starved)
 
     def _collect(self, wait: bool = False) -> None:
@@ -566,7 +524,7 @@ class Consumer:
                 LOG.info("%s: database available again; consuming", self.name)
             elif current is not None:
                 LOG.debug("%s: prefetch windows %s (were %s)", self.name,
-                          {q: w for q, w in self._windows.values()}, current)
+                          self._windows.current(), current)
 
     def _settle(self, write: Write[Delivery], failed: dict[str, str]) -> None:
         """Dead-letter the refused messages of a committed batch, then ack the rest
@@ -622,8 +580,3 @@ class Consumer:
         self._batch.max_size = self.settings.batch_size
         self._batch.max_age = self.settings.batch_timeout
 
-
-def _consumer_key(delivery_info: Any) -> str:
-    """The tag prefix of the consumer that delivered a message."""
-    tag = str((delivery_info or {}).get("consumer_tag", ""))
-    return tag.rpartition("/")[0] + "/"

@@ -3,12 +3,13 @@
 RabbitMQ 4.3 refuses a per-channel (global) prefetch, so each queue's
 consumer gets a window of its own, and the windows add up to the worker's
 bound. Pure: the consumer decides with these when to restart its
-consumers and with which windows.
+consumers and with which windows; ``Windows`` keeps their books.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import collections
+from collections.abc import Iterable, Mapping, Sequence
 
 #: A starved queue's consumer is restarted with a new window only when the
 #: window would at least double: each restart costs a few round trips and
@@ -54,3 +55,82 @@ def worth_rebalancing(current: Mapping[str, int], planned: Mapping[str, int],
 def floor_window(prefetch_count: int, queues: int) -> int:
     """The least window of a queue: a quiet queue keeps a small share."""
     return max(1, int(prefetch_count) // (8 * max(1, queues)))
+
+
+class Windows:
+    """The prefetch windows of one worker's running consumers, and the
+    traffic they are shared by.
+
+    Each consumer is known by the prefix of its consumer tags (kombu names
+    a consumer's tag prefix + a counter), so a delivery's ``consumer_tag``
+    tells which consumer, window and queue it came from. Pure bookkeeping:
+    the consumer starts and cancels the consumers.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._serial = 0
+        #: (queue name, window) of each running consumer, by its tag prefix.
+        self.running: dict[str, tuple[str, int]] = {}
+        #: Messages of the current batch per consumer (tag prefix), to see a window fill.
+        self._in_batch: collections.Counter[str] = collections.Counter()
+        #: Recent messages batched per queue name, halved at each batch.
+        self._demand: dict[str, float] = {}
+
+    def plan(self, budget: int, queues: Sequence[str], prefetch_count: int) -> dict[str, int]:
+        """Windows for ``queues`` adding up to ``budget``, by recent demand
+        (see ``share_windows``), none below a small floor."""
+        return share_windows(budget, {q: self._demand.get(q, 0.0) for q in queues},
+                             floor_window(prefetch_count, len(queues)))
+
+    def start(self, queue: str, window: int) -> str:
+        """A consumer of ``queue`` with ``window`` is about to start: its tag prefix.
+
+        Known before it starts, since deliveries may come while the next
+        one starts.
+        """
+        self._serial += 1
+        prefix = f"{self._name}/{self._serial}/"
+        self.running[prefix] = (queue, window)
+        return prefix
+
+    def stopped(self) -> None:
+        """Every consumer was cancelled, or its channel is gone."""
+        self.running = {}
+
+    def delivered(self, consumer_tag: str) -> None:
+        """A delivery of the consumer tagged ``consumer_tag`` went into the batch."""
+        key = consumer_tag.rpartition("/")[0] + "/"
+        self._in_batch[key] += 1
+        window = self.running.get(key)
+        if window is not None:
+            queue = window[0]
+            self._demand[queue] = self._demand.get(queue, 0.0) + 1
+
+    def full(self) -> frozenset[str]:
+        """The queues that sent half their window into the batch.
+
+        With prefetch_count shared between several queues, a queue's window
+        can be far below twice batch_size. Written once half its window is
+        in, the batch is committed while the other half fills, as the
+        default prefetch of twice batch_size does for one queue: written
+        only when the window is full, the queue gets nothing during the
+        commit, and after it the writer waits for the batch to fill again.
+        Neither waits for batch_timeout.
+        """
+        return frozenset(q for key, (q, window) in self.running.items()
+                         if self._in_batch[key] >= (window + 1) // 2)
+
+    def batch_taken(self) -> None:
+        """The batch went to the writer: count afresh; demand halves, so the
+        windows follow the last few batches' mix."""
+        self._in_batch.clear()
+        self._demand = {q: d / 2 for q, d in self._demand.items()}
+
+    def batch_lost(self) -> None:
+        """The batch's messages came on a channel that is gone."""
+        self._in_batch.clear()
+
+    def current(self) -> dict[str, int]:
+        """The window of each running consumer's queue."""
+        return {q: w for q, w in self.running.values()}
