@@ -60,9 +60,13 @@ class Delivery(Protocol):
     def delivery_tag(self) -> Any: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Store:
-    """Batch ``event``; ack the delivery after the commit."""
+    """Batch ``event``; ack the delivery after the commit.
+
+    Not frozen, unlike the other outcomes: one is made per stored message,
+    and a frozen dataclass costs a slower ``__init__``.
+    """
 
     event: models.Event
 
