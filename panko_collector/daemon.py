@@ -49,6 +49,7 @@ from panko_collector.compat import check_at_start, cotyledon_hooks
 from panko_collector.conversion import converter, decoder, definitions
 from panko_collector.expirer_service import ExpirerService
 from panko_collector.ingest.consumer import Consumer
+from panko_collector.ingest.settings import Settings
 
 LOG = logging.getLogger(__name__)
 
@@ -349,7 +350,7 @@ def serve(conf: cfg.ConfigOpts, stop_requested: Callable[[], bool] = _never) -> 
     """
     check_at_start()
     c = conf.collector
-    if (c.prefetch_count or 2 * c.batch_size) < c.batch_size:
+    if Settings.from_conf(conf).prefetch_count < c.batch_size:
         LOG.warning("[collector] prefetch_count %d is below batch_size %d: batches "
                     "will only ever be written by age", c.prefetch_count, c.batch_size)
     # Before anything is forked or converts: the workers inherit the

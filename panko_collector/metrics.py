@@ -57,6 +57,7 @@ import cotyledon
 from oslo_config import cfg
 
 from panko_collector import errors
+from panko_collector.broker.routing import priority_of
 from panko_collector.compat import prometheus_hooks
 from panko_collector.storage import models
 
@@ -148,11 +149,6 @@ class Metrics:
 DISABLED = Metrics()
 
 
-def _priority(routing_key: str) -> str:
-    # Our bindings are <topic>.<priority>: the last part is the priority.
-    return routing_key.rpartition(".")[2].lower()
-
-
 class PrometheusMetrics(Metrics):
     """The metrics as prometheus-client objects.
 
@@ -229,7 +225,7 @@ class PrometheusMetrics(Metrics):
     def received(self, delivery_info: Mapping[str, Any] | None) -> None:
         info = delivery_info or {}
         self._received.labels(
-            str(info.get("exchange", "")), _priority(str(info.get("routing_key", "")))).inc()
+            str(info.get("exchange", "")), priority_of(str(info.get("routing_key", "")))).inc()
 
     def ignored(self) -> None:
         self._ignored.inc()

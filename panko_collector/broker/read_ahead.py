@@ -5,10 +5,7 @@ next (the 7-byte header, the payload, the end byte), and around each frame
 it sets the socket's timeout and puts it back. A delivery (method, header
 and body frames) so costs fifteen system calls. Each of them lets go of
 the GIL, and in a worker the consumer thread then waits for the writer
-thread to hand it back: under load, the line of a worker that py-spy
-sampled most was py-amqp's ``settimeout``. In a drain loop of one thread,
-reading ahead took the CPU per 2 kB delivery from 102 to 77 us
-(bench/read_ahead.py, medians of five alternating rounds).
+thread to hand it back (``bench/read_ahead.py`` measures the difference).
 
 ``install`` gives the plain-TCP transport of a connection a ``recv`` that
 fills a buffer from the socket and hands it out in the sizes asked for;

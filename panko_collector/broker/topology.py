@@ -28,7 +28,6 @@ worker they cannot be exclusive. The standard queues follow
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +36,7 @@ import kombu
 from oslo_config import cfg
 
 from panko_collector import errors
+from panko_collector.broker.routing import routing_keys
 
 DEFAULT_EXCHANGES = [
     "nova", "glance", "neutron", "cinder", "heat", "keystone", "trove", "zaqar",
@@ -193,93 +193,140 @@ def queue_arguments(conf: cfg.ConfigOpts) -> dict[str, Any]:
     return args
 
 
-def routing_keys(topics: Sequence[str], priorities: Sequence[str]) -> list[str]:
-    return [f"{topic}.{priority}" for topic in topics for priority in priorities]
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """What the collector declares and consumes, read once from ``[collector]``
+    and ``[oslo_messaging_rabbit]``; see the module's docstring for why the
+    arguments are what they are."""
+
+    exchanges: tuple[str, ...]
+    topics: tuple[str, ...]
+    priorities: tuple[str, ...]
+    pool: str | None
+    dead_letter_exchange_name: str
+    dead_letter_queue_name: str
+    #: Durability and auto-delete of the notification exchanges and standard queues.
+    durable: bool
+    auto_delete: bool
+    #: x-arguments of every queue we consume.
+    arguments: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def from_conf(cls, conf: cfg.ConfigOpts) -> Topology:
+        """Raises ``ConfigError`` for options that cannot go together."""
+        c = conf.collector
+        return cls(
+            exchanges=tuple(c.exchanges),
+            topics=tuple(c.topics),
+            priorities=tuple(c.priorities),
+            pool=c.pool,
+            dead_letter_exchange_name=c.dead_letter_exchange,
+            dead_letter_queue_name=c.dead_letter_queue,
+            durable=durable(conf),
+            auto_delete=bool(conf.oslo_messaging_rabbit.amqp_auto_delete),
+            arguments=tuple(queue_arguments(conf).items()),
+        )
+
+    def plan(self) -> list[QueueSpec]:
+        """The queues with their bindings and arguments."""
+        keys = routing_keys(self.topics, self.priorities)
+        arguments = dict(self.arguments)
+        if self.pool:
+            bindings = tuple((ex, key) for ex in self.exchanges for key in keys)
+            # Ours: never transient, see the module's docstring.
+            return [QueueSpec(self.pool, bindings, True, self.auto_delete, arguments)]
+        return [
+            QueueSpec(key, tuple((ex, key) for ex in self.exchanges), self.durable,
+                      self.auto_delete, dict(arguments))
+            for key in keys
+        ]
+
+    def exchange(self, name: str) -> kombu.Exchange:
+        """A notification exchange declared as oslo.messaging declares it."""
+        return kombu.Exchange(name, type="topic", durable=self.durable,
+                              auto_delete=self.auto_delete)
+
+    def dead_letter_exchange(self) -> kombu.Exchange:
+        """Our own dead-letter exchange: durable, so dead letters survive restarts."""
+        return kombu.Exchange(self.dead_letter_exchange_name, type="topic", durable=True)
+
+    def dead_letter_queue(self) -> kombu.Queue:
+        """Our own dead-letter queue, taking every routing key of the DLX."""
+        return kombu.Queue(
+            self.dead_letter_queue_name,
+            exchange=self.dead_letter_exchange(),
+            routing_key="#",
+            durable=True,
+            auto_delete=False,
+        )
+
+    def declare(self, channel: Any) -> list[kombu.Queue]:
+        """Declare every exchange, queue and binding on ``channel``; return the queues.
+
+        Raises ``QueueMismatch`` naming the queue or exchange and the options
+        to change when RabbitMQ refuses a declaration (PRECONDITION_FAILED);
+        the channel is unusable afterwards. Raises ``BrokerRefused`` when it
+        refuses a transient queue we must declare to match the services (541,
+        RabbitMQ 4.3). Connection errors pass through.
+        """
+        exchanges: dict[str, kombu.Exchange] = {}
+        result = []
+        hint = _POOL_HINT if self.pool else _MISMATCH_HINT
+        for spec in self.plan():
+            queue = kombu.Queue(
+                spec.name,
+                durable=spec.durable,
+                auto_delete=spec.auto_delete,
+                queue_arguments=spec.arguments or None,
+                channel=channel,
+            )
+            for ex_name, _key in spec.bindings:
+                if ex_name not in exchanges:
+                    ex = self.exchange(ex_name)
+                    _guard(lambda ex=ex: ex(channel).declare(), f"exchange {ex_name!r}")
+                    exchanges[ex_name] = ex
+            _guard(lambda queue=queue: queue.queue_declare(), f"queue {spec.name!r}", hint,
+                   transient=not spec.durable)
+            for ex_name, key in spec.bindings:
+                channel.queue_bind(queue=spec.name, exchange=ex_name, routing_key=key)
+            result.append(queue)
+        dlq = self.dead_letter_queue()
+        _guard(
+            lambda: dlq(channel).declare(),
+            f"dead-letter queue {dlq.name!r}",
+            "[collector] dead_letter_queue and dead_letter_exchange must name a "
+            "durable queue and topic exchange of the collector's own",
+        )
+        return result
+
+
+# For the callers that hold a configuration, not a Topology (the master's
+# check at start, the commands, the metrics service).
 
 
 def plan(conf: cfg.ConfigOpts) -> list[QueueSpec]:
     """The queues of ``[collector]`` with their bindings and arguments."""
-    collector = conf.collector
-    keys = routing_keys(collector.topics, collector.priorities)
-    common = dict(
-        durable=durable(conf),
-        auto_delete=bool(conf.oslo_messaging_rabbit.amqp_auto_delete),
-        arguments=queue_arguments(conf),
-    )
-    if collector.pool:
-        bindings = tuple((ex, key) for ex in collector.exchanges for key in keys)
-        common["durable"] = True  # ours: never transient, see the module's docstring
-        return [QueueSpec(collector.pool, bindings, **common)]  # type: ignore[arg-type]
-    return [
-        QueueSpec(key, tuple((ex, key) for ex in collector.exchanges), **common)  # type: ignore[arg-type]
-        for key in keys
-    ]
+    return Topology.from_conf(conf).plan()
 
 
 def exchange(conf: cfg.ConfigOpts, name: str) -> kombu.Exchange:
     """A notification exchange declared as oslo.messaging declares it."""
-    return kombu.Exchange(
-        name,
-        type="topic",
-        durable=durable(conf),
-        auto_delete=bool(conf.oslo_messaging_rabbit.amqp_auto_delete),
-    )
+    return Topology.from_conf(conf).exchange(name)
 
 
 def dead_letter_exchange(conf: cfg.ConfigOpts) -> kombu.Exchange:
     """Our own dead-letter exchange: durable, so dead letters survive restarts."""
-    return kombu.Exchange(conf.collector.dead_letter_exchange, type="topic", durable=True)
+    return Topology.from_conf(conf).dead_letter_exchange()
 
 
 def dead_letter_queue(conf: cfg.ConfigOpts) -> kombu.Queue:
     """Our own dead-letter queue, taking every routing key of the DLX."""
-    return kombu.Queue(
-        conf.collector.dead_letter_queue,
-        exchange=dead_letter_exchange(conf),
-        routing_key="#",
-        durable=True,
-        auto_delete=False,
-    )
+    return Topology.from_conf(conf).dead_letter_queue()
 
 
 def declare(conf: cfg.ConfigOpts, channel: Any) -> list[kombu.Queue]:
-    """Declare every exchange, queue and binding on ``channel``; return the queues.
-
-    Raises ``QueueMismatch`` naming the queue or exchange and the options
-    to change when RabbitMQ refuses a declaration (PRECONDITION_FAILED);
-    the channel is unusable afterwards. Raises ``BrokerRefused`` when it
-    refuses a transient queue we must declare to match the services (541,
-    RabbitMQ 4.3). Connection errors pass through.
-    """
-    exchanges: dict[str, kombu.Exchange] = {}
-    result = []
-    for spec in plan(conf):
-        queue = kombu.Queue(
-            spec.name,
-            durable=spec.durable,
-            auto_delete=spec.auto_delete,
-            queue_arguments=spec.arguments or None,
-            channel=channel,
-        )
-        for ex_name, _key in spec.bindings:
-            if ex_name not in exchanges:
-                ex = exchange(conf, ex_name)
-                _guard(lambda ex=ex: ex(channel).declare(), f"exchange {ex_name!r}")
-                exchanges[ex_name] = ex
-        hint = _POOL_HINT if conf.collector.pool else _MISMATCH_HINT
-        _guard(lambda queue=queue: queue.queue_declare(), f"queue {spec.name!r}", hint,
-               transient=not spec.durable)
-        for ex_name, key in spec.bindings:
-            channel.queue_bind(queue=spec.name, exchange=ex_name, routing_key=key)
-        result.append(queue)
-    dlq = dead_letter_queue(conf)
-    _guard(
-        lambda: dlq(channel).declare(),
-        f"dead-letter queue {dlq.name!r}",
-        "[collector] dead_letter_queue and dead_letter_exchange must name a "
-        "durable queue and topic exchange of the collector's own",
-    )
-    return result
+    """``Topology.declare`` of the configuration's topology."""
+    return Topology.from_conf(conf).declare(channel)
 
 
 def _guard(declare_fn: Any, what: str, hint: str = _MISMATCH_HINT,

@@ -194,11 +194,13 @@ def ssl_options(conf: cfg.ConfigOpts) -> dict[str, Any] | bool:
     return params or True
 
 
-def connection(conf: cfg.ConfigOpts, url: TransportURL | None = None) -> kombu.Connection:
+def connection(conf: cfg.ConfigOpts, url: TransportURL | None = None,
+               name: str = "panko-collector") -> kombu.Connection:
     """A new, not yet connected kombu connection with failover over every host.
 
-    Nothing is contacted here; ``ensure_connection`` on the result connects
-    and raises kombu's ``OperationalError`` when no host answers.
+    ``name`` is what RabbitMQ shows as its connection name. Nothing is
+    contacted here; ``ensure_connection`` on the result connects and raises
+    kombu's ``OperationalError`` when no host answers.
     """
     url = url or parse_url(conf.transport_url)
     return kombu.Connection(
@@ -211,7 +213,7 @@ def connection(conf: cfg.ConfigOpts, url: TransportURL | None = None) -> kombu.C
             # Dead-lettering publishes before it acks; the confirm makes sure
             # the broker holds the copy before the original goes away.
             "confirm_publish": True,
-            "client_properties": {"connection_name": "panko-collector"},
+            "client_properties": {"connection_name": name},
         },
     )
 

@@ -40,9 +40,11 @@ class Batch(Generic[T]):
 
     @property
     def items(self) -> list[T]:
+        """The items so far, oldest first (the batch's own list: do not change it)."""
         return self._items
 
     def add(self, item: T) -> None:
+        """Append ``item``; the first one starts the batch's age."""
         if self._started is None:
             self._started = self._clock()
         self._items.append(item)

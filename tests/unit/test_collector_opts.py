@@ -4,7 +4,6 @@ import os
 from pathlib import Path
 
 from panko_collector import daemon, opts, service
-from panko_collector.ingest.consumer import Backoff
 
 
 def _conf(tmp_path: Path, text: str = ""):  # type: ignore[no-untyped-def]
@@ -42,14 +41,3 @@ def test_start_line_masks_passwords(tmp_path: Path) -> None:
     assert "3 workers" in line and "nova,neutron" in line
     assert "notifications.info" in line
     assert "postgresql://panko:***@db/panko" in line
-
-
-def test_backoff_grows_caps_and_jitters() -> None:
-    b = Backoff(1.0, 8.0)
-    delays = [b.next() for _ in range(8)]
-    assert all(0.1 <= d <= 8.0 for d in delays)
-    assert delays[0] <= 1.0
-    assert max(delays[4:]) > 2.0  # grew
-    assert len(set(delays)) > 1  # jitter
-    b.reset()
-    assert b.next() <= 1.0

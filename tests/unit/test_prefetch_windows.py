@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from panko_collector.ingest.consumer import share_windows, worth_rebalancing
+from panko_collector.ingest.windows import Windows, share_windows, worth_rebalancing
 
 PRIORITIES = ["audit", "critical", "debug", "error", "info", "sample", "warn"]
 
@@ -77,3 +77,49 @@ def test_traffic_moving_to_another_queue_rebalances_towards_it() -> None:
     planned = share_windows(1000, demand, 17)
     assert worth_rebalancing(current, planned, {"error"})
     assert planned["error"] > planned["info"]
+
+
+def test_the_books_of_the_running_consumers() -> None:
+    books = Windows("w")
+    planned = books.plan(1000, PRIORITIES, 1000)
+    assert sum(planned.values()) == 1000
+    prefixes = [books.start(q, planned[q]) for q in PRIORITIES]
+    assert len(set(prefixes)) == len(PRIORITIES)
+    assert all(p.startswith("w/") and p.endswith("/") for p in prefixes)
+    assert books.current() == planned
+    info = prefixes[PRIORITIES.index("info")]
+    # Half of info's window (rounded up) in the batch: info's window is full.
+    for n in range(1, (planned["info"] + 1) // 2 + 1):
+        assert books.full() == frozenset()
+        books.delivered(f"{info}{n}")
+    assert books.full() == frozenset({"info"})
+    # The traffic moves the next plan towards info, within the same budget.
+    replanned = books.plan(1000, PRIORITIES, 1000)
+    assert replanned["info"] > planned["info"] and sum(replanned.values()) == 1000
+    assert worth_rebalancing(books.current(), replanned, books.full())
+
+
+def test_a_new_batch_counts_afresh_and_demand_fades() -> None:
+    books = Windows("w")
+    prefix = books.start("info", 10)
+    other = books.start("error", 10)
+    for n in range(8):
+        books.delivered(f"{prefix}{n}")
+    books.batch_taken()
+    assert books.full() == frozenset()
+    faded = books.plan(100, ["info", "error"], 100)
+    assert faded["info"] > faded["error"]
+    for _ in range(10):
+        books.batch_taken()
+    books.delivered(f"{other}1")
+    assert books.plan(100, ["info", "error"], 100)["error"] > 50
+
+
+def test_deliveries_of_cancelled_consumers_count_in_no_window() -> None:
+    books = Windows("w")
+    prefix = books.start("info", 2)
+    books.stopped()
+    books.delivered(f"{prefix}1")
+    books.delivered("")  # no consumer tag at all
+    assert books.full() == frozenset() and books.current() == {}
+    assert books.plan(10, ["info", "error"], 10) == {"info": 5, "error": 5}

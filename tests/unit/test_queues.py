@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from panko_collector import errors, service
-from panko_collector.broker import topology
+from panko_collector.broker import routing, topology
 
 
 def _conf(tmp_path: Path, text: str = ""):  # type: ignore[no-untyped-def]
@@ -77,3 +77,12 @@ def test_ha_queues(tmp_path: Path) -> None:
 def test_legacy_default_group_for_durable(tmp_path: Path) -> None:
     conf = _conf(tmp_path, "[DEFAULT]\namqp_durable_queues = true\n")
     assert topology.durable(conf)
+
+
+def test_the_priority_a_routing_key_names() -> None:
+    assert routing.priority_of("notifications.INFO") == "info"
+    assert routing.priority_of("a.b.error") == "error"
+    assert routing.priority_of("warn") == "warn"
+    assert routing.priority_of("") == ""
+    for key in routing.routing_keys(["notifications", "n2"], ["info", "error"]):
+        assert routing.priority_of(key) in ("info", "error")
