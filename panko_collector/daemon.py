@@ -67,6 +67,7 @@ OPTS = [
 
 
 def mask_database_url(url: str) -> str:
+    """``url`` with its password masked, for log lines; never raises."""
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
@@ -137,6 +138,7 @@ class Definitions:
         return built
 
     def cleanup(self) -> None:
+        """Remove the private copy of the definitions (the master, at exit)."""
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
@@ -207,6 +209,7 @@ class Readiness:
         self._counted_pid = 0
 
     def worker_consuming(self) -> None:
+        """Count this worker as consuming (once per process); the last one sends READY=1."""
         if self._counted_pid == os.getpid():  # a reconnect, not a new worker
             return
         self._counted_pid = os.getpid()
@@ -242,6 +245,11 @@ class CollectorService(cotyledon.Service):
         self._terminating = False
 
     def run(self) -> None:
+        """Build the storage connection and the consumer, after the fork, and consume.
+
+        Returns after a stop; raises what the consumer raises (see the
+        class docstring), and cotyledon then starts a new worker.
+        """
         conn = storage.get_connection(self.conf.database.connection, self.conf)
         consumer = Consumer(
             self.conf,
@@ -267,6 +275,7 @@ class CollectorService(cotyledon.Service):
             self.readiness.worker_consuming()
 
     def terminate(self) -> None:
+        """SIGTERM: stop the consumer and wait until its batch is written and acked."""
         with self._lock:
             self._terminating = True
             consumer = self.consumer
@@ -277,6 +286,7 @@ class CollectorService(cotyledon.Service):
             consumer.stop()
 
     def reload(self) -> None:
+        """SIGHUP: the consumer reloads at its next safe point."""
         if self.consumer is not None:
             self.consumer.request_reload()
 
@@ -288,12 +298,11 @@ def _tune_gc() -> None:
     event and traits) alive for a batch or two. At Python's default
     thresholds that sets off a collection every few messages, and the older
     generations' collections scan everything alive, the modules loaded at
-    start included: 0.04-0.05 ms of CPU per event of the legacy corpus (decode,
-    convert and record_events in one process), a fifth of a worker's CPU
-    and more. What exists now lives as long as the worker, so it is
-    frozen (never scanned again); the rest is freed by reference counting
-    as soon as its batch is acked, with few and small cycles, so 10,000
-    allocations between young collections hold little garbage.
+    start included: a sizeable part of a worker's CPU. What exists now
+    lives as long as the worker, so it is frozen (never scanned again); the
+    rest is freed by reference counting as soon as its batch is acked, with
+    few and small cycles, so 10,000 allocations between young collections
+    hold little garbage.
     """
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
@@ -326,6 +335,7 @@ def check_broker(conf: cfg.ConfigOpts) -> bool:
 
 
 def start_line(conf: cfg.ConfigOpts) -> str:
+    """The master's one INFO line at start: workers, broker, queues, database (masked)."""
     plan = topology.plan(conf)
     return (
         f"panko-collector starting: {conf.collector.workers} workers, broker "

@@ -46,18 +46,12 @@ class Delivery(Protocol):
     ``routing_key``, ``exchange`` and ``consumer_tag``.
     """
 
-    @property
-    def body(self) -> Any: ...
-    @property
-    def content_type(self) -> str | None: ...
-    @property
-    def content_encoding(self) -> str | None: ...
-    @property
-    def headers(self) -> Any: ...
-    @property
-    def delivery_info(self) -> Mapping[str, Any]: ...
-    @property
-    def delivery_tag(self) -> Any: ...
+    body: Any
+    content_type: str | None
+    content_encoding: str | None
+    headers: Any
+    delivery_info: Mapping[str, Any]
+    delivery_tag: Any
 
 
 @dataclass(slots=True)

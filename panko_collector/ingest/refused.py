@@ -54,6 +54,7 @@ class RefusedDeadLetters(Generic[M]):
         return None
 
     def retry_due(self) -> bool:
+        """Whether dead letters wait and their backoff has run out."""
         return bool(self._items) and self._clock() >= self._retry_at
 
     def take(self) -> list[tuple[M, dict[str, Any]]]:

@@ -19,11 +19,6 @@ from tests.conftest import REPO
 
 PACKAGE = REPO / "panko_collector"
 
-#: Modules other branches are rewriting, checked once they merge. Until the
-#: ingest/storage branches merge: the lead removes this after merging them.
-PENDING = ("ingest/", "broker/", "storage/", "daemon.py")
-NOT_PENDING = ("broker/replay.py",)
-
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
@@ -73,11 +68,7 @@ def _modules() -> list[object]:
         relative = path.relative_to(PACKAGE).as_posix()
         if any(part.startswith("_") and part != "__init__.py" for part in relative.split("/")):
             continue
-        marks = []
-        if relative.startswith(PENDING) and not relative.startswith(NOT_PENDING):
-            marks.append(pytest.mark.xfail(
-                reason="rewritten on the ingest/storage branches", strict=False))
-        params.append(pytest.param(path, id=relative, marks=marks))
+        params.append(pytest.param(path, id=relative))
     return params
 
 
