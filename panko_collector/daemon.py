@@ -319,7 +319,7 @@ def check_broker(conf: cfg.ConfigOpts) -> bool:
     conn = transport.connection(conf, url)
     try:
         transport.ensure_connected(conn, url)
-        topology.declare(conf, conn.channel())
+        topology.Topology.from_conf(conf).declare(conn.channel())
         return True
     except errors.BrokerRefused:
         raise
@@ -336,7 +336,7 @@ def check_broker(conf: cfg.ConfigOpts) -> bool:
 
 def start_line(conf: cfg.ConfigOpts) -> str:
     """The master's one INFO line at start: workers, broker, queues, database (masked)."""
-    plan = topology.plan(conf)
+    plan = topology.Topology.from_conf(conf).plan()
     return (
         f"panko-collector starting: {conf.collector.workers} workers, broker "
         f"{transport.parse_url(conf.transport_url).masked()}, exchanges "

@@ -392,7 +392,7 @@ class QueueDepths:
         from panko_collector.broker import topology
 
         self.conf = conf
-        self.kinds = {spec.name: "consumed" for spec in topology.plan(conf)}
+        self.kinds = {spec.name: "consumed" for spec in topology.Topology.from_conf(conf).plan()}
         self.kinds[conf.collector.dead_letter_queue] = "dead-letter"
         self.depths: dict[str, int] = {}
         self._failing = False

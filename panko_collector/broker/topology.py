@@ -300,35 +300,6 @@ class Topology:
         return result
 
 
-# For the callers that hold a configuration, not a Topology (the master's
-# check at start, the commands, the metrics service).
-
-
-def plan(conf: cfg.ConfigOpts) -> list[QueueSpec]:
-    """The queues of ``[collector]`` with their bindings and arguments."""
-    return Topology.from_conf(conf).plan()
-
-
-def exchange(conf: cfg.ConfigOpts, name: str) -> kombu.Exchange:
-    """A notification exchange declared as oslo.messaging declares it."""
-    return Topology.from_conf(conf).exchange(name)
-
-
-def dead_letter_exchange(conf: cfg.ConfigOpts) -> kombu.Exchange:
-    """Our own dead-letter exchange: durable, so dead letters survive restarts."""
-    return Topology.from_conf(conf).dead_letter_exchange()
-
-
-def dead_letter_queue(conf: cfg.ConfigOpts) -> kombu.Queue:
-    """Our own dead-letter queue, taking every routing key of the DLX."""
-    return Topology.from_conf(conf).dead_letter_queue()
-
-
-def declare(conf: cfg.ConfigOpts, channel: Any) -> list[kombu.Queue]:
-    """``Topology.declare`` of the configuration's topology."""
-    return Topology.from_conf(conf).declare(channel)
-
-
 def _guard(declare_fn: Any, what: str, hint: str = _MISMATCH_HINT,
            transient: bool = False) -> None:
     try:

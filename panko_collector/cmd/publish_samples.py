@@ -101,28 +101,29 @@ def publish_and_show(conf: cfg.ConfigOpts, wait: float) -> None:
     topic = conf.collector.topics[0]
     key = f"{topic}.info"
     sent: list[str] = []
+    queues = topology.Topology.from_conf(conf)
     with transport.connection(conf, url) as conn:
         channel = conn.channel()
         producer = kombu.Producer(channel)
         declared: set[str] = set()
         for _ in range(conf.count):
             for exchange_name, notification in samples():
-                exchange = topology.exchange(conf, exchange_name)
+                exchange = queues.exchange(exchange_name)
                 if exchange_name not in declared:
                     # As an oslo.messaging notifier does: the standard queue
                     # holds the message until a consumer comes.
                     exchange(channel).declare()
                     kombu.Queue(key, exchange=exchange, routing_key=key,
-                                durable=topology.durable(conf),
-                                auto_delete=conf.oslo_messaging_rabbit.amqp_auto_delete,
-                                queue_arguments=topology.queue_arguments(conf) or None,
+                                durable=queues.durable,
+                                auto_delete=queues.auto_delete,
+                                queue_arguments=dict(queues.arguments) or None,
                                 )(channel).declare()
                     declared.add(exchange_name)
                 body = json.dumps({"oslo.version": "2.0",
                                    "oslo.message": json.dumps(notification)})
                 producer.publish(body.encode(), exchange=exchange, routing_key=key,
                                  content_type="application/json", content_encoding="utf-8",
-                                 delivery_mode=2 if topology.durable(conf) else 1)
+                                 delivery_mode=2 if queues.durable else 1)
                 sent.append(notification["message_id"])
     print(f"published {len(sent)} notifications to {url.masked()} ({key})")
     if not wait:

@@ -396,17 +396,17 @@ class Consumer:
         an ack could not be sent) and bugs.
         """
         self.summary.stats.messages += 1
-        info = message.delivery_info
+        info = message.delivery_info or {}
         self.metrics.received(info)
         settings = self.settings
         outcome = handling.classify(
             message.body, message.content_type, message.content_encoding, message.headers,
-            str((info or {}).get("routing_key", "")), decode=self.decode,
+            str(info.get("routing_key", "")), decode=self.decode,
             converter=self.converter, priorities=settings.priorities,
             max_bytes=settings.max_message_bytes)
         if type(outcome) is handling.Store:
             self._batch.add((outcome.event, message))
-            self._windows.delivered(str((info or {}).get("consumer_tag", "")))
+            self._windows.delivered(str(info.get("consumer_tag", "")))
         elif type(outcome) is handling.DeadLetter:
             if outcome.reason == "convert-failed":
                 LOG.warning("%s: conversion of %s failed: %s", self.name,

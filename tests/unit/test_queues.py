@@ -18,14 +18,14 @@ def test_defaults_are_oslo_messaging_defaults(tmp_path: Path) -> None:
     conf = _conf(tmp_path)
     assert topology.durable(conf) is False
     assert topology.queue_arguments(conf) == {}
-    ex = topology.exchange(conf, "nova")
+    ex = topology.Topology.from_conf(conf).exchange("nova")
     assert (ex.type, ex.durable, ex.auto_delete) == ("topic", False, False)
 
 
 def test_standard_queues_without_pool(tmp_path: Path) -> None:
     conf = _conf(tmp_path, "[collector]\nexchanges = nova,neutron\ntopics = notifications\n"
                  "priorities = info,error\n")
-    plan = topology.plan(conf)
+    plan = topology.Topology.from_conf(conf).plan()
     assert [q.name for q in plan] == ["notifications.info", "notifications.error"]
     assert plan[0].bindings == (("nova", "notifications.info"), ("neutron", "notifications.info"))
     assert not plan[0].durable and not plan[0].auto_delete
@@ -34,7 +34,7 @@ def test_standard_queues_without_pool(tmp_path: Path) -> None:
 def test_pool_gives_one_queue_of_our_own(tmp_path: Path) -> None:
     conf = _conf(tmp_path, "[collector]\nexchanges = nova,glance\ntopics = notifications,n2\n"
                  "priorities = info\npool = panko\n")
-    (plan,) = topology.plan(conf)
+    (plan,) = topology.Topology.from_conf(conf).plan()
     assert plan.name == "panko"
     assert set(plan.bindings) == {("nova", "notifications.info"), ("glance", "notifications.info"),
                                   ("nova", "n2.info"), ("glance", "n2.info")}
@@ -47,9 +47,9 @@ def test_pool_gives_one_queue_of_our_own(tmp_path: Path) -> None:
 def test_durable_and_auto_delete(tmp_path: Path) -> None:
     conf = _conf(tmp_path, "[oslo_messaging_rabbit]\namqp_durable_queues = true\n"
                  "amqp_auto_delete = true\n")
-    spec = topology.plan(conf)[0]
+    spec = topology.Topology.from_conf(conf).plan()[0]
     assert spec.durable and spec.auto_delete and spec.arguments == {}
-    ex = topology.exchange(conf, "nova")
+    ex = topology.Topology.from_conf(conf).exchange("nova")
     assert ex.durable and ex.auto_delete
 
 
@@ -62,7 +62,7 @@ def test_quorum_queues_are_durable_and_typed(tmp_path: Path) -> None:
         "x-queue-type": "quorum", "x-delivery-limit": 5,
         "x-max-in-memory-length": 10, "x-max-in-memory-bytes": 1024,
     }
-    assert topology.exchange(conf, "nova").durable
+    assert topology.Topology.from_conf(conf).exchange("nova").durable
 
 
 def test_ha_queues(tmp_path: Path) -> None:
